@@ -1,0 +1,1 @@
+"""The model layer: OCR engines behind one small interface, and model tooling."""

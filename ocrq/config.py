@@ -1,0 +1,92 @@
+"""Configuration: frozen dataclasses filled from `OCRQ_*` environment variables and CLI flags.
+
+The options an engine actually ran with are stored with each result (`asdict`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
+
+
+def default_db_url() -> str:
+    return "sqlite:///results.db"
+
+
+def default_models_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "ocrq" / "models"
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """Which engine and model a job runs with; part of the dedupe key and stored per result."""
+
+    engine: str = "ppocr"  # ppocr | trocr-onnx | trocr-mlx
+    model: str | None = None  # recognizer model name in the cache, or a directory (TrOCR)
+    precision: str = "fp32"  # fp32 | int8
+    batch_size: int = 16  # crops per recognizer call
+    max_new_tokens: int = 64  # TrOCR decoding cap
+    num_beams: int = 1  # TrOCR beam search width (1 = greedy)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EngineOptions:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    def with_(self, **changes: Any) -> EngineOptions:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    """Safe defaults for hostile input; a job over a limit fails with a reason."""
+
+    max_pixels: int = 100_000_000  # per page, after decoding the header
+    max_file_bytes: int = 200 * 1024 * 1024
+    max_pages: int = 500  # pages in one multi-page TIFF
+    input_roots: tuple[str, ...] = ()  # empty: any path the worker can read
+
+
+@dataclass(frozen=True)
+class Settings:
+    broker_url: str = DEFAULT_BROKER_URL
+    db_url: str = field(default_factory=default_db_url)
+    models_dir: Path = field(default_factory=default_models_dir)
+    engine: EngineOptions = field(default_factory=EngineOptions)
+    limits: InputLimits = field(default_factory=InputLimits)
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw else default
+
+
+def settings_from_env(env: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ if env is None else env)
+    engine = EngineOptions(
+        engine=env.get("OCRQ_ENGINE", EngineOptions.engine),
+        model=env.get("OCRQ_MODEL") or None,
+        precision=env.get("OCRQ_PRECISION", EngineOptions.precision),
+    )
+    roots = tuple(p for p in env.get("OCRQ_INPUT_ROOTS", "").split(os.pathsep) if p)
+    limits = InputLimits(
+        max_pixels=int(env.get("OCRQ_MAX_PIXELS") or InputLimits.max_pixels),
+        max_file_bytes=int(env.get("OCRQ_MAX_FILE_BYTES") or InputLimits.max_file_bytes),
+        max_pages=int(env.get("OCRQ_MAX_PAGES") or InputLimits.max_pages),
+        input_roots=tuple(str(Path(r).resolve()) for r in roots),
+    )
+    return Settings(
+        broker_url=env.get("OCRQ_BROKER_URL", DEFAULT_BROKER_URL),
+        db_url=env.get("OCRQ_DB_URL") or default_db_url(),
+        models_dir=Path(env["OCRQ_MODELS"]) if env.get("OCRQ_MODELS") else default_models_dir(),
+        engine=engine,
+        limits=limits,
+    )

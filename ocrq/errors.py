@@ -1,0 +1,37 @@
+"""Errors are exception classes with an exit code; the CLI maps them to messages once."""
+
+from __future__ import annotations
+
+
+class OcrqError(Exception):
+    exit_code = 1
+
+
+class UsageError(OcrqError):
+    exit_code = 2
+
+
+class BrokerUnavailable(OcrqError):
+    """Redis (the Celery broker) cannot be reached."""
+
+    exit_code = 3
+
+
+class DatabaseUnavailable(OcrqError):
+    exit_code = 4
+
+
+class ModelError(OcrqError):
+    """A model is missing, corrupt, or cannot be fetched."""
+
+    exit_code = 5
+
+
+class BadImage(OcrqError):
+    """The input is not an image we will read; fails its own job, never retried."""
+
+    exit_code = 6
+
+
+class InputRejected(BadImage):
+    """The input is outside the configured roots, too large, or otherwise refused."""
