@@ -1,0 +1,39 @@
+"""One place that builds ONNX Runtime sessions, so every engine gets the same thread policy.
+
+A pinned worker process runs one intra-op thread and no inter-op pool: the parallelism
+is one process per core, never threads fighting inside a core.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnxruntime as ort
+
+from ocrq.errors import ModelError
+
+
+def session_options(threads: int = 1) -> ort.SessionOptions:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = max(1, threads)
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Spinning threads steal the core from a neighbour process; with one thread per
+    # pinned process it buys nothing.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    opts.log_severity_level = 3
+    return opts
+
+
+def open_session(path: Path | str, threads: int = 1) -> ort.InferenceSession:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"model file not found: {path}")
+    try:
+        return ort.InferenceSession(
+            str(path), sess_options=session_options(threads), providers=["CPUExecutionProvider"]
+        )
+    except Exception as exc:  # onnxruntime raises its own untyped errors
+        raise ModelError(f"cannot load ONNX model {path}: {exc}") from exc
