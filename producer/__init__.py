@@ -1,0 +1,1 @@
+"""The ocrq producer: the `ocrq` CLI, the walker, submission, status and exporters."""
