@@ -1,0 +1,105 @@
+"""One job, start to finish: job -> image -> regions -> crops -> text -> rows.
+
+The same function runs in a Celery worker child and in the embedded `ocrq run` pool,
+always against the process's warm engine. Input faults (a bad image, a refused path)
+fail their own job with a reason and are never retried; anything else propagates so
+the caller can retry (a transient DB error) or let the broker redeliver.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from models.base import Engine
+from ocrq.config import EngineOptions, InputLimits
+from ocrq.errors import BadImage
+from ocrq.storage import RegionResult, Store
+
+OUTCOME_DONE, OUTCOME_FAILED, OUTCOME_SKIPPED = "done", "failed", "skipped"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    job_id: int
+    status: str  # done | failed | skipped (already finished: a redelivery)
+    regions: int = 0
+    pages: int = 0
+    error: str | None = None
+
+
+def ocr_pages(engine: Engine, pages: list) -> tuple[list[RegionResult], dict[str, float]]:
+    """Recognize every page; returns region rows in reading order and stage timings."""
+    from models.page import read_page
+
+    regions: list[RegionResult] = []
+    started = time.perf_counter()
+    for page_no, image in enumerate(pages):
+        for idx, (region, line) in enumerate(read_page(engine, image)):
+            regions.append(
+                RegionResult(page_no, idx, region.quad, line.text, float(line.confidence))
+            )
+    return regions, {"ocr": time.perf_counter() - started}
+
+
+def process_job(
+    store: Store,
+    engine: Engine,
+    options: EngineOptions,
+    limits: InputLimits,
+    job_id: int,
+    worker: str,
+    max_attempts: int = 3,
+) -> Outcome:
+    from ocrq.images import load_pages
+    from ocrq.inputs import check_input_path
+
+    job = store.start_job(job_id, worker)
+    if job is None:
+        return Outcome(job_id, OUTCOME_SKIPPED)
+    if job["attempts"] > max_attempts:
+        # Each earlier attempt died without finishing (worker killed, out of memory,
+        # hard time limit): a poison job must not take workers down forever.
+        reason = f"gave up after {max_attempts} attempts: the worker was lost each time"
+        store.fail_job(job_id, reason)
+        return Outcome(job_id, OUTCOME_FAILED, error=reason)
+    started = time.perf_counter()
+    wanted = EngineOptions.from_dict(job["options"] or {})
+    if (wanted.engine, wanted.model, wanted.precision) != (
+        options.engine,
+        options.model,
+        options.precision,
+    ):
+        reason = (
+            f"job wants engine {wanted.engine} model {wanted.model or 'default'} "
+            f"({wanted.precision}); this worker runs {options.engine} "
+            f"model {options.model or 'default'} ({options.precision})"
+        )
+        store.fail_job(job_id, reason)
+        return Outcome(job_id, OUTCOME_FAILED, error=reason)
+    try:
+        path = check_input_path(job["path"], limits)
+        pages = load_pages(path, limits)
+    except BadImage as exc:
+        reason = str(exc)
+        store.fail_job(job_id, reason, timings={"total": time.perf_counter() - started})
+        return Outcome(job_id, OUTCOME_FAILED, error=reason)
+    loaded = time.perf_counter()
+    try:
+        regions, timings = ocr_pages(engine, pages)
+    except Exception as exc:  # ocr_pages touches no database: the page is at fault
+        # A page the engine cannot handle is this job's fault, not the worker's:
+        # fail it with the reason instead of redelivering it forever.
+        reason = f"recognition failed: {type(exc).__name__}: {exc}"[:500]
+        store.fail_job(job_id, reason, timings={"total": time.perf_counter() - started})
+        return Outcome(job_id, OUTCOME_FAILED, error=reason)
+    timings = {"load": loaded - started, **timings, "total": time.perf_counter() - started}
+    store.finish_job(
+        job_id,
+        regions,
+        pages=len(pages),
+        timings=timings,
+        provenance=engine.provenance,
+        options=options.as_dict(),
+    )
+    return Outcome(job_id, OUTCOME_DONE, regions=len(regions), pages=len(pages))

@@ -1,0 +1,420 @@
+"""Results storage: SQLAlchemy 2.x tables for batches, jobs and regions.
+
+SQLite by default (WAL, busy timeout, write transactions `BEGIN IMMEDIATE` so two
+worker processes never deadlock upgrading a read lock); any SQLAlchemy URL works, and
+PostgreSQL is the one for several machines.
+
+Exactly-once results: a redelivered job replaces its region rows in the same
+transaction that marks it done, so a job killed after writing and redelivered never
+leaves duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    delete,
+    event,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from ocrq.errors import DatabaseUnavailable
+
+QUEUED, RUNNING, DONE, FAILED, DUPLICATE = "queued", "running", "done", "failed", "duplicate"
+STATUSES = (QUEUED, RUNNING, DONE, FAILED, DUPLICATE)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Batch(Base):
+    __tablename__ = "batches"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    roots: Mapped[list] = mapped_column(JSON)
+    patterns: Mapped[list] = mapped_column(JSON)
+    options: Mapped[dict] = mapped_column(JSON)
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id"), index=True)
+    path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer, default=0)
+    # engine:model:precision; same bytes + same model_key = the same result
+    model_key: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default=QUEUED, index=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    duplicate_of: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    engine: Mapped[str] = mapped_column(String(40))
+    model: Mapped[str | None] = mapped_column(Text, nullable=True)
+    options: Mapped[dict] = mapped_column(JSON)  # EngineOptions actually used
+    provenance: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    timings: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # seconds per stage
+    pages: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    enqueued_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+    __table_args__ = (Index("ix_jobs_sha_model", "sha256", "model_key"),)
+
+
+class RegionRow(Base):
+    __tablename__ = "regions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    page: Mapped[int] = mapped_column(Integer)
+    idx: Mapped[int] = mapped_column(Integer)  # reading order within the page
+    quad: Mapped[list] = mapped_column(JSON)  # [[x, y] * 4], clockwise from top-left
+    x0: Mapped[float] = mapped_column(Float)
+    y0: Mapped[float] = mapped_column(Float)
+    x1: Mapped[float] = mapped_column(Float)
+    y1: Mapped[float] = mapped_column(Float)
+    text: Mapped[str] = mapped_column(Text)
+    confidence: Mapped[float] = mapped_column(Float)
+
+
+@dataclass(frozen=True)
+class RegionResult:
+    """One recognized region, ready to store."""
+
+    page: int
+    idx: int
+    quad: Sequence[Sequence[float]]
+    text: str
+    confidence: float
+
+
+@dataclass(frozen=True)
+class NewJob:
+    path: str
+    sha256: str
+    size: int
+    status: str = QUEUED
+    duplicate_of: int | None = None
+
+
+def _sqlite_pragmas(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # pysqlite's own implicit BEGIN would defeat BEGIN IMMEDIATE below
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(conn: Connection) -> None:
+        # Readers (exports) take no write lock; writers take it up front so two
+        # processes never both hold a read lock and deadlock upgrading it.
+        if conn.get_execution_options().get("ocrq_read_only"):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def model_key(engine: str, model: str | None, precision: str) -> str:
+    return f"{engine}:{model or 'default'}:{precision}"
+
+
+class Store:
+    """The results database. One per process; cheap to create, safe to share by forks
+    only after `dispose()` (workers create theirs in `worker_process_init`)."""
+
+    def __init__(self, url: str, *, create: bool = True) -> None:
+        self.url = url
+        kwargs: dict[str, Any] = {}
+        if url.startswith("sqlite"):
+            kwargs["connect_args"] = {"timeout": 10}
+        else:
+            kwargs["pool_pre_ping"] = True
+        try:
+            self.engine = create_engine(url, **kwargs)
+        except Exception as exc:  # bad URL or missing driver
+            raise DatabaseUnavailable(f"cannot open results database {url!r}: {exc}") from exc
+        if self.engine.dialect.name == "sqlite":
+            _sqlite_pragmas(self.engine)
+        if create:
+            self.create_tables()
+
+    def create_tables(self) -> None:
+        try:
+            Base.metadata.create_all(self.engine)
+        except OperationalError as exc:
+            raise DatabaseUnavailable(
+                f"cannot reach results database {redact(self.url)}: {exc.orig}"
+            ) from exc
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.engine.connect().execution_options(ocrq_read_only=True) as conn, conn.begin():
+            yield conn
+
+    # ---- producer side -------------------------------------------------------------
+
+    def create_batch(self, roots: list[str], patterns: list[str], options: dict) -> int:
+        with self.write() as conn:
+            result = conn.execute(
+                Batch.__table__.insert().values(
+                    created_at=time.time(), roots=roots, patterns=patterns, options=options
+                )
+            )
+            return int(result.inserted_primary_key[0])
+
+    def add_jobs(
+        self, batch_id: int, jobs: Sequence[NewJob], options: dict, key: str
+    ) -> list[int]:
+        """Insert job rows in one transaction; returns their ids in order."""
+        now = time.time()
+        ids: list[int] = []
+        with self.write() as conn:
+            for job in jobs:
+                result = conn.execute(
+                    Job.__table__.insert().values(
+                        batch_id=batch_id,
+                        path=job.path,
+                        sha256=job.sha256,
+                        size=job.size,
+                        model_key=key,
+                        status=job.status,
+                        duplicate_of=job.duplicate_of,
+                        engine=options["engine"],
+                        model=options.get("model"),
+                        options=options,
+                        created_at=now,
+                        attempts=0,
+                    )
+                )
+                ids.append(int(result.inserted_primary_key[0]))
+        return ids
+
+    def known_jobs(self, key: str, sha256s: Iterable[str]) -> dict[str, list[dict]]:
+        """Existing jobs for these contents with this model, by sha256."""
+        found: dict[str, list[dict]] = {}
+        shas = list(set(sha256s))
+        with self.read() as conn:
+            for start in range(0, len(shas), 500):
+                chunk = shas[start : start + 500]
+                rows = conn.execute(
+                    select(Job.id, Job.path, Job.sha256, Job.status, Job.enqueued_at)
+                    .where(Job.model_key == key, Job.sha256.in_(chunk))
+                    .order_by(Job.id)
+                ).mappings()
+                for row in rows:
+                    found.setdefault(row["sha256"], []).append(dict(row))
+        return found
+
+    def mark_enqueued(self, job_ids: Sequence[int]) -> None:
+        now = time.time()
+        with self.write() as conn:
+            for start in range(0, len(job_ids), 500):
+                conn.execute(
+                    update(Job)
+                    .where(Job.id.in_(job_ids[start : start + 500]))
+                    .values(enqueued_at=now)
+                )
+
+    def requeue_failed(self, batch_id: int | None = None) -> list[int]:
+        """Failed jobs back to queued (for `ocrq retry --failed`); returns their ids."""
+        with self.write() as conn:
+            query = select(Job.id).where(Job.status == FAILED)
+            if batch_id is not None:
+                query = query.where(Job.batch_id == batch_id)
+            ids = [row[0] for row in conn.execute(query)]
+            if ids:
+                conn.execute(
+                    update(Job)
+                    .where(Job.id.in_(ids))
+                    .values(status=QUEUED, error=None, enqueued_at=None)
+                )
+        return ids
+
+    def pending_unsent(self) -> list[int]:
+        """Queued jobs whose message was never published (an interrupted submit)."""
+        with self.read() as conn:
+            rows = conn.execute(
+                select(Job.id).where(Job.status == QUEUED, Job.enqueued_at.is_(None))
+            )
+            return [row[0] for row in rows]
+
+    # ---- worker side ---------------------------------------------------------------
+
+    def get_job(self, job_id: int) -> dict | None:
+        with self.read() as conn:
+            row = conn.execute(select(Job).where(Job.id == job_id)).mappings().first()
+            if row is None:
+                return None
+            job = row["Job"]
+            return {c.name: getattr(job, c.key) for c in Job.__table__.columns}
+
+    def start_job(self, job_id: int, worker: str) -> dict | None:
+        """Claim a job for a run; returns the job, or None when it is already finished
+        (a redelivered message whose work was written before the worker died)."""
+        with self.write() as conn:
+            row = conn.execute(select(Job.__table__).where(Job.id == job_id)).mappings().first()
+            if row is None or row["status"] in (DONE, DUPLICATE):
+                return None
+            conn.execute(
+                update(Job)
+                .where(Job.id == job_id)
+                .values(
+                    status=RUNNING,
+                    attempts=Job.attempts + 1,
+                    started_at=time.time(),
+                    worker=worker,
+                )
+            )
+            job = dict(row)
+            job["attempts"] += 1
+            return job
+
+    def finish_job(
+        self,
+        job_id: int,
+        regions: Sequence[RegionResult],
+        *,
+        pages: int,
+        timings: dict[str, float],
+        provenance: dict,
+        options: dict,
+    ) -> None:
+        """Replace the job's regions and mark it done, in one transaction."""
+        with self.write() as conn:
+            conn.execute(delete(RegionRow).where(RegionRow.job_id == job_id))
+            if regions:
+                conn.execute(RegionRow.__table__.insert(), [_region_row(job_id, r) for r in regions])
+            conn.execute(
+                update(Job)
+                .where(Job.id == job_id)
+                .values(
+                    status=DONE,
+                    error=None,
+                    pages=pages,
+                    timings=timings,
+                    provenance=provenance,
+                    options=options,
+                    finished_at=time.time(),
+                )
+            )
+
+    def fail_job(self, job_id: int, reason: str, *, timings: dict | None = None) -> None:
+        with self.write() as conn:
+            conn.execute(delete(RegionRow).where(RegionRow.job_id == job_id))
+            conn.execute(
+                update(Job)
+                .where(Job.id == job_id)
+                .values(status=FAILED, error=reason[:2000], timings=timings, finished_at=time.time())
+            )
+
+    # ---- status and export ---------------------------------------------------------
+
+    def counts(self, batch_id: int | None = None) -> dict[str, int]:
+        with self.read() as conn:
+            query = select(Job.status, func.count()).group_by(Job.status)
+            if batch_id is not None:
+                query = query.where(Job.batch_id == batch_id)
+            found = dict(conn.execute(query).all())
+        return {status: int(found.get(status, 0)) for status in STATUSES}
+
+    def latest_batch(self) -> int | None:
+        with self.read() as conn:
+            return conn.execute(select(func.max(Batch.id))).scalar()
+
+    def iter_jobs(self, batch_id: int | None = None, chunk: int = 500) -> Iterator[dict]:
+        """Jobs in id order, streamed in keyset-paginated chunks (never all in memory)."""
+        last = 0
+        while True:
+            with self.read() as conn:
+                query = select(Job.__table__).where(Job.id > last).order_by(Job.id).limit(chunk)
+                if batch_id is not None:
+                    query = query.where(Job.batch_id == batch_id)
+                rows = [dict(r) for r in conn.execute(query).mappings()]
+            if not rows:
+                return
+            yield from rows
+            last = rows[-1]["id"]
+
+    def regions_for(self, job_ids: Sequence[int]) -> dict[int, list[dict]]:
+        if not job_ids:
+            return {}
+        out: dict[int, list[dict]] = {job_id: [] for job_id in job_ids}
+        with self.read() as conn:
+            rows = conn.execute(
+                select(RegionRow.__table__)
+                .where(RegionRow.job_id.in_(list(job_ids)))
+                .order_by(RegionRow.job_id, RegionRow.page, RegionRow.idx)
+            ).mappings()
+            for row in rows:
+                out[row["job_id"]].append(dict(row))
+        return out
+
+
+def _region_row(job_id: int, region: RegionResult) -> dict:
+    xs = [float(p[0]) for p in region.quad]
+    ys = [float(p[1]) for p in region.quad]
+    return {
+        "job_id": job_id,
+        "page": region.page,
+        "idx": region.idx,
+        "quad": [[round(float(x), 1), round(float(y), 1)] for x, y in region.quad],
+        "x0": min(xs),
+        "y0": min(ys),
+        "x1": max(xs),
+        "y1": max(ys),
+        "text": region.text,
+        "confidence": float(region.confidence),
+    }
+
+
+def redact(url: str) -> str:
+    """A URL safe to print or store: the password replaced by ***."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return url.split("@")[-1]
+    return parsed.render_as_string(hide_password=True)
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False, sort_keys=True)
