@@ -1,0 +1,35 @@
+"""One page through any engine: detect -> reading order -> crop -> recognize (batched)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from models.base import Engine, Region, TextLine
+from models.crops import crop_quad
+from models.order import group_lines, reading_order
+
+
+def read_page(engine: Engine, image: np.ndarray) -> list[tuple[Region, TextLine]]:
+    """(region, text) pairs in reading order; regions whose text is empty are dropped.
+
+    All crops of the page go to the recognizer in one call, so it can batch them by width.
+    """
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    regions = engine.detector.detect(image)
+    if not regions:
+        return []
+    ordered = [regions[i] for i in reading_order(regions)]
+    crops = [crop_quad(image, r.quad) for r in ordered]
+    lines = engine.recognizer.recognize(crops)
+    return [(r, t) for r, t in zip(ordered, lines) if t.text.strip()]
+
+
+def page_text(pairs: Sequence[tuple[Region, TextLine]]) -> str:
+    """Plain text of a page: regions on one line joined by a space, lines by newlines."""
+    regions = [r for r, _ in pairs]
+    return "\n".join(
+        " ".join(pairs[i][1].text.strip() for i in line) for line in group_lines(regions)
+    )

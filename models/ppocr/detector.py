@@ -1,0 +1,191 @@
+"""DBNet text detection: our own pre-processing and post-processing around the PP-OCR
+detector ONNX graph.
+
+The graph maps a normalized 1x3xHxW image (H, W multiples of 32) to a 1x1xHxW text
+probability map. Post-processing turns that map into clockwise quads in page pixels:
+threshold -> connected blobs (OpenCV contours) -> min-area rectangle -> mean probability
+inside it (box score) -> grow the rectangle back out (the network predicts shrunk text
+kernels) -> scale to the original image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from models.base import Quad, Region
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    # Resize policy: scale so the long side is at most `max_side` and the short side at
+    # least `min_side` (the long side cap wins), then round each side to a multiple of 32.
+    min_side: int = 736
+    max_side: int = 2000
+    # Wide, short images (a single text line) are padded top and bottom to at most this
+    # width:height ratio, so the detector sees the line with context as on a page.
+    max_aspect: float = 8.0
+    pad_min_height: int = 32
+    thresh: float = 0.3  # probability above which a pixel is text
+    box_thresh: float = 0.5  # mean probability a kept box must reach
+    unclip_ratio: float = 1.6  # growth: distance = area * ratio / perimeter
+    min_size: float = 3.0  # shortest rectangle side kept, in map pixels
+    max_candidates: int = 1000
+    dilate: bool = True  # 2x2 dilation of the binary map joins broken strokes
+
+
+@dataclass(frozen=True)
+class DetInput:
+    """A network-ready tensor plus what is needed to map boxes back to the image."""
+
+    tensor: np.ndarray  # 1x3xHxW float32
+    scale_x: float  # map pixel -> padded image pixel
+    scale_y: float
+    pad_top: int  # rows added above the original image
+    orig_shape: tuple[int, int]  # (h, w) of the original image
+
+
+def target_size(h: int, w: int, cfg: DetectorConfig) -> tuple[int, int]:
+    """(h, w) of the network input for an image of h x w, multiples of 32."""
+    ratio = 1.0
+    if min(h, w) < cfg.min_side:
+        ratio = cfg.min_side / min(h, w)
+    if max(h, w) * ratio > cfg.max_side:
+        ratio = cfg.max_side / max(h, w)
+    th = max(32, int(round(h * ratio / 32)) * 32)
+    tw = max(32, int(round(w * ratio / 32)) * 32)
+    return th, tw
+
+
+def vertical_pad(h: int, w: int, cfg: DetectorConfig) -> int:
+    """Rows to add above and below a wide, short image (0 for ordinary pages)."""
+    if cfg.max_aspect <= 0:
+        return 0
+    if w / max(h, 1) <= cfg.max_aspect and h > cfg.pad_min_height:
+        return 0
+    new_h = max(int(w / cfg.max_aspect), cfg.pad_min_height)
+    return max(0, (new_h - h) // 2)
+
+
+def preprocess(image: np.ndarray, cfg: DetectorConfig) -> DetInput:
+    h0, w0 = image.shape[:2]
+    pad = vertical_pad(h0, w0, cfg)
+    if pad:
+        # Pad with the page's own background (median of the border) rather than black,
+        # so the padded band does not look like a dark object to the detector.
+        border = np.concatenate([image[0], image[-1]])
+        fill = np.median(border, axis=0).astype(np.uint8)
+        padded = np.empty((h0 + 2 * pad, w0, 3), dtype=np.uint8)
+        padded[:] = fill
+        padded[pad : pad + h0] = image
+        image = padded
+    h, w = image.shape[:2]
+    th, tw = target_size(h, w, cfg)
+    resized = cv2.resize(image, (tw, th), interpolation=cv2.INTER_LINEAR)
+    # (x/255 - 0.5) / 0.5 in one fused pass, straight into NCHW.
+    tensor = np.empty((1, 3, th, tw), dtype=np.float32)
+    np.multiply(resized.transpose(2, 0, 1), 2.0 / 255.0, out=tensor[0], casting="unsafe")
+    tensor -= 1.0
+    return DetInput(tensor, w / tw, h / th, pad, (h0, w0))
+
+
+def order_clockwise(points: np.ndarray) -> np.ndarray:
+    """Order 4 points clockwise from top-left (image coordinates, y down)."""
+    pts = np.asarray(points, dtype=np.float32).reshape(4, 2)
+    by_x = pts[np.argsort(pts[:, 0], kind="stable")]
+    left = by_x[:2][np.argsort(by_x[:2, 1], kind="stable")]
+    right = by_x[2:][np.argsort(by_x[2:, 1], kind="stable")]
+    tl, bl = left
+    tr, br = right
+    return np.array([tl, tr, br, bl], dtype=np.float32)
+
+
+def box_score(prob: np.ndarray, quad: np.ndarray) -> float:
+    """Mean probability inside a quad (map pixels)."""
+    h, w = prob.shape
+    x0 = int(np.clip(np.floor(quad[:, 0].min()), 0, w - 1))
+    x1 = int(np.clip(np.ceil(quad[:, 0].max()), 0, w - 1))
+    y0 = int(np.clip(np.floor(quad[:, 1].min()), 0, h - 1))
+    y1 = int(np.clip(np.ceil(quad[:, 1].max()), 0, h - 1))
+    mask = np.zeros((y1 - y0 + 1, x1 - x0 + 1), dtype=np.uint8)
+    shifted = (quad - np.array([x0, y0], dtype=np.float32)).round().astype(np.int32)
+    cv2.fillPoly(mask, [shifted], 1)
+    window = prob[y0 : y1 + 1, x0 : x1 + 1]
+    n = int(mask.sum())
+    if n == 0:
+        return 0.0
+    return float(window[mask.astype(bool)].sum() / n)
+
+
+def unclip_rect(rect: tuple, ratio: float) -> tuple:
+    """Grow a rotated rectangle by the DB offset distance on every side.
+
+    Offsetting a rectangle outward by d with round joins and taking the min-area
+    rectangle of the result gives exactly the rectangle with both sides + 2d, so no
+    polygon clipping library is needed.
+    """
+    (cx, cy), (rw, rh), angle = rect
+    area = rw * rh
+    perimeter = 2.0 * (rw + rh)
+    d = area * ratio / perimeter if perimeter > 0 else 0.0
+    return ((cx, cy), (rw + 2 * d, rh + 2 * d), angle)
+
+
+def db_postprocess(prob: np.ndarray, cfg: DetectorConfig) -> list[tuple[np.ndarray, float]]:
+    """Probability map (HxW) -> [(quad 4x2 float32 in map pixels, clockwise from TL), score]."""
+    bitmap = (prob > cfg.thresh).astype(np.uint8)
+    if cfg.dilate:
+        bitmap = cv2.dilate(bitmap, np.ones((2, 2), dtype=np.uint8))
+    contours, _ = cv2.findContours(bitmap, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    out: list[tuple[np.ndarray, float]] = []
+    for contour in contours[: cfg.max_candidates]:
+        rect = cv2.minAreaRect(contour)
+        if min(rect[1]) < cfg.min_size:
+            continue
+        quad = cv2.boxPoints(rect)
+        score = box_score(prob, quad)
+        if score < cfg.box_thresh:
+            continue
+        grown = unclip_rect(rect, cfg.unclip_ratio)
+        if min(grown[1]) < cfg.min_size + 2:
+            continue
+        out.append((order_clockwise(cv2.boxPoints(grown)), score))
+    return out
+
+
+def to_regions(boxes: list[tuple[np.ndarray, float]], det_in: DetInput) -> list[Region]:
+    """Map quads from the probability map to original image pixels, clip, drop slivers."""
+    h0, w0 = det_in.orig_shape
+    regions = []
+    for quad, score in boxes:
+        q = quad.astype(np.float64).copy()
+        q[:, 0] = np.clip(np.round(q[:, 0] * det_in.scale_x), 0, w0)
+        q[:, 1] = np.clip(np.round(q[:, 1] * det_in.scale_y) - det_in.pad_top, 0, h0)
+        width = np.linalg.norm(q[0] - q[1])
+        height = np.linalg.norm(q[0] - q[3])
+        if width <= 3 or height <= 3:
+            continue
+        quad_t: Quad = tuple((float(x), float(y)) for x, y in q)  # type: ignore[assignment]
+        regions.append(Region(quad=quad_t, score=float(score)))
+    return regions
+
+
+class PPOCRDetector:
+    """`Detector` over one ORT session; `detect(image) -> list[Region]` (unordered)."""
+
+    def __init__(self, session, config: DetectorConfig | None = None) -> None:
+        self.session = session
+        self.config = config or DetectorConfig()
+        self._input = session.get_inputs()[0].name
+
+    def probability_map(self, det_in: DetInput) -> np.ndarray:
+        return self.session.run(None, {self._input: det_in.tensor})[0][0, 0]
+
+    def detect(self, image: np.ndarray) -> list[Region]:
+        if image.ndim != 3 or image.shape[0] < 2 or image.shape[1] < 2:
+            return []
+        det_in = preprocess(image, self.config)
+        prob = self.probability_map(det_in)
+        return to_regions(db_postprocess(prob, self.config), det_in)

@@ -1,0 +1,114 @@
+"""The default offline engine: PP-OCRv6 small detector + recognizer from the rapidocr
+wheel, run by our own pre/post-processing (models.ppocr.detector / .recognizer)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import onnxruntime as ort
+
+from models.base import Engine
+from models.onnx_session import open_session
+from models.ppocr import resources
+from models.ppocr.detector import DetectorConfig, PPOCRDetector
+from models.ppocr.recognizer import PPOCRRecognizer, RecognizerConfig, charset_from_metadata
+from ocrq.config import EngineOptions
+from ocrq.errors import ModelError
+
+NAME = "ppocr"
+PRECISIONS = ("fp32", "int8")
+
+
+@dataclass(frozen=True)
+class PPOCRConfig:
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    recognizer: RecognizerConfig = field(default_factory=RecognizerConfig)
+    use_angle_cls: bool = False  # 0/180 classifier before recognition
+
+
+def _check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ModelError(
+            f"ppocr precision must be one of {', '.join(PRECISIONS)}, not {precision!r}"
+        )
+
+
+def model_file(kind: str, precision: str, models_dir: Path) -> Path:
+    """Path of the det/rec/cls graph to run: the wheel's FP32 file, or our INT8 copy
+    (generated into `models_dir` on first use)."""
+    name = {"det": resources.DET_FILE, "rec": resources.REC_FILE, "cls": resources.CLS_FILE}[kind]
+    source = resources.model_path(name)
+    if precision == "fp32":
+        return source
+    from models.ppocr.quantize import ensure_int8
+
+    return ensure_int8(kind, source, Path(models_dir))
+
+
+def _describe(path: Path) -> dict:
+    return {"file": path.name, "sha256": resources.sha256_file(path)}
+
+
+def load_detector(
+    models_dir: Path | None = None,
+    threads: int = 1,
+    precision: str = "fp32",
+    config: DetectorConfig | None = None,
+) -> PPOCRDetector:
+    """The PP-OCR text-line detector alone (the TrOCR engine reuses it)."""
+    _check_precision(precision)
+    path = model_file("det", precision, Path(models_dir or "."))
+    return PPOCRDetector(open_session(path, threads), config)
+
+
+def load_recognizer(
+    models_dir: Path | None = None,
+    threads: int = 1,
+    precision: str = "fp32",
+    config: RecognizerConfig | None = None,
+) -> PPOCRRecognizer:
+    _check_precision(precision)
+    path = model_file("rec", precision, Path(models_dir or "."))
+    session = open_session(path, threads)
+    character = session.get_modelmeta().custom_metadata_map.get("character")
+    if not character:
+        raise ModelError(f"{path.name} has no 'character' metadata: not a PP-OCR recognizer")
+    return PPOCRRecognizer(session, charset_from_metadata(character), config)
+
+
+def load(
+    options: EngineOptions,
+    models_dir: Path,
+    threads: int = 1,
+    config: PPOCRConfig | None = None,
+) -> Engine:
+    config = config or PPOCRConfig()
+    precision = options.precision
+    _check_precision(precision)
+    rec_cfg = RecognizerConfig(**{**asdict(config.recognizer), "batch_size": options.batch_size})
+    detector = load_detector(models_dir, threads, precision, config.detector)
+    recognizer = load_recognizer(models_dir, threads, precision, rec_cfg)
+    files = {
+        "det": model_file("det", precision, models_dir),
+        "rec": model_file("rec", precision, models_dir),
+    }
+    engine_recognizer = recognizer
+    if config.use_angle_cls:
+        from models.ppocr.classifier import AngleCorrectingRecognizer
+
+        files["cls"] = model_file("cls", "fp32", models_dir)
+        engine_recognizer = AngleCorrectingRecognizer(
+            open_session(files["cls"], threads), recognizer
+        )
+    provenance = {
+        "engine": NAME,
+        "source": "rapidocr wheel (PP-OCRv6 small, Apache-2.0)",
+        "precision": precision,
+        "models": {kind: _describe(path) for kind, path in files.items()},
+        "angle_cls": config.use_angle_cls,
+        "onnxruntime": ort.__version__,
+        "detector": asdict(config.detector),
+        "recognizer": asdict(rec_cfg),
+    }
+    return Engine(name=NAME, detector=detector, recognizer=engine_recognizer, provenance=provenance)

@@ -1,0 +1,121 @@
+"""CTC line recognition around the PP-OCR recognizer ONNX graph.
+
+The graph maps Nx3x48xW crops (normalized to [-1, 1]) to NxTxC softmax probabilities,
+T = W / 8. Crops of one page are recognized in batches grouped by width (after resizing
+to height 48), so a batch pads each crop only up to its neighbours' widths, not up to the
+widest line on the page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from models.base import TextLine
+
+REC_HEIGHT = 48
+WIDTH_STEP = 8  # the network's horizontal stride: one CTC step per 8 input columns
+
+
+@dataclass(frozen=True)
+class RecognizerConfig:
+    batch_size: int = 16
+    # A bucket is closed when the next (wider) crop would exceed this multiple of the
+    # bucket's narrowest width: bounds the padding any crop in a batch carries.
+    bucket_ratio: float = 1.5
+    min_width: int = 32  # pad narrow crops (single characters) up to this width
+    max_width: int = 3200  # very long lines are squeezed to this width
+
+
+def charset_from_metadata(character: str) -> list[str]:
+    """Class index -> string: blank at 0, the metadata list, then space at the end."""
+    chars = character.split("\n")
+    if chars and chars[-1] == "":
+        chars = chars[:-1]
+    return ["", *chars, " "]
+
+
+def ctc_greedy_decode(
+    probs: np.ndarray, charset: Sequence[str], lengths: Sequence[int] | None = None
+) -> list[TextLine]:
+    """Best path decoding of NxTxC probabilities: argmax per step, collapse repeats, drop
+    blanks (index 0). Confidence is the mean max-probability of the emitted characters
+    (1.0 for an empty line would overstate; it gets 0.0)."""
+    best = probs.argmax(axis=2)
+    best_p = np.take_along_axis(probs, best[:, :, None], axis=2)[:, :, 0]
+    keep = best != 0
+    keep[:, 1:] &= best[:, 1:] != best[:, :-1]
+    out = []
+    for i in range(probs.shape[0]):
+        k = keep[i]
+        if lengths is not None:
+            k = k.copy()
+            k[lengths[i] :] = False
+        idx = best[i][k]
+        text = "".join(charset[j] for j in idx)
+        conf = float(best_p[i][k].mean()) if idx.size else 0.0
+        out.append(TextLine(text=text, confidence=conf))
+    return out
+
+
+def resized_width(h: int, w: int, cfg: RecognizerConfig) -> int:
+    """Width of a crop after scaling it to height 48 (aspect kept, clamped)."""
+    wr = int(np.ceil(REC_HEIGHT * w / max(h, 1)))
+    return int(min(max(wr, 1), cfg.max_width))
+
+
+def width_buckets(widths: Sequence[int], batch_size: int, ratio: float) -> list[list[int]]:
+    """Group crop indices into batches of similar width: sort by width, cut a new batch
+    when it is full or the next width exceeds `ratio` x the batch's first width."""
+    order = sorted(range(len(widths)), key=lambda i: widths[i])
+    buckets: list[list[int]] = []
+    for i in order:
+        if (
+            buckets
+            and len(buckets[-1]) < batch_size
+            and widths[i] <= ratio * max(widths[buckets[-1][0]], 1)
+        ):
+            buckets[-1].append(i)
+        else:
+            buckets.append([i])
+    return buckets
+
+
+def build_batch(crops: Sequence[np.ndarray], widths: Sequence[int], cfg: RecognizerConfig):
+    """Resize each crop to 48 x its width, normalize into one NCHW tensor padded (with 0,
+    i.e. mid-grey, as in training) to the batch width rounded up to the stride."""
+    width = max(max(widths), cfg.min_width)
+    width = int(np.ceil(width / WIDTH_STEP) * WIDTH_STEP)
+    batch = np.zeros((len(crops), 3, REC_HEIGHT, width), dtype=np.float32)
+    for n, (crop, w) in enumerate(zip(crops, widths)):
+        resized = cv2.resize(crop, (w, REC_HEIGHT), interpolation=cv2.INTER_LINEAR)
+        view = batch[n, :, :, :w]
+        np.multiply(resized.transpose(2, 0, 1), 2.0 / 255.0, out=view, casting="unsafe")
+        view -= 1.0
+    return batch
+
+
+class PPOCRRecognizer:
+    """`Recognizer` over one ORT session: `recognize(crops) -> list[TextLine]` in input order."""
+
+    def __init__(self, session, charset: list[str], config: RecognizerConfig | None = None):
+        self.session = session
+        self.charset = charset
+        self.config = config or RecognizerConfig()
+        self._input = session.get_inputs()[0].name
+
+    def recognize(self, crops: Sequence[np.ndarray]) -> list[TextLine]:
+        cfg = self.config
+        results: list[TextLine | None] = [None] * len(crops)
+        widths = [resized_width(c.shape[0], c.shape[1], cfg) for c in crops]
+        for bucket in width_buckets(widths, max(1, cfg.batch_size), cfg.bucket_ratio):
+            batch = build_batch([crops[i] for i in bucket], [widths[i] for i in bucket], cfg)
+            probs = self.session.run(None, {self._input: batch})[0]
+            # Steps beyond a crop's own width see only padding: never decode them.
+            lengths = [int(np.ceil(widths[i] / WIDTH_STEP)) for i in bucket]
+            for i, line in zip(bucket, ctc_greedy_decode(probs, self.charset, lengths)):
+                results[i] = line
+        return [r if r is not None else TextLine("", 0.0) for r in results]
