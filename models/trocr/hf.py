@@ -1,0 +1,75 @@
+"""Loading a Hugging Face VisionEncoderDecoder (TrOCR) the real `from_pretrained` way.
+
+SOURCE is a hub id or a local directory. Every failure to fetch becomes a one-line
+`ModelError` (the hub is often unreachable: offline machines, `HF_HUB_OFFLINE=1`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ocrq.errors import ModelError
+
+# Files a TrOCR checkpoint carries beside its weights; copied next to the ONNX graphs.
+SIDE_FILES = (
+    "config.json",
+    "generation_config.json",
+    "preprocessor_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.json",
+    "merges.txt",
+    "sentencepiece.bpe.model",
+    "added_tokens.json",
+)
+
+
+def _offline_hint(source: str, exc: Exception) -> ModelError:
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ModelError(
+        f"cannot fetch model {source!r} from the Hugging Face hub (offline or unreachable: "
+        f"{reason}). Download it on a connected machine (`huggingface-cli download {source} "
+        f"--local-dir DIR`) and pass the directory instead."
+    )
+
+
+def load_pretrained(source: str | Path) -> tuple[Any, Any]:
+    """(model in eval mode, tokenizer) from a hub id or a local directory."""
+    import torch  # noqa: F401  (transformers needs it; imported here to fail clearly)
+    from transformers import AutoTokenizer, VisionEncoderDecoderModel
+
+    src = str(source)
+    local = Path(src).is_dir()
+    if not local and (src.startswith((".", "/", "~")) or Path(src).exists()):
+        raise ModelError(f"model directory not found: {src}")
+    try:
+        model = VisionEncoderDecoderModel.from_pretrained(src)
+        tokenizer = AutoTokenizer.from_pretrained(src)
+    except (OSError, ValueError) as exc:
+        # huggingface_hub raises OSError subclasses (LocalEntryNotFoundError, offline mode,
+        # connection errors) and transformers wraps them in OSError with its own message.
+        if local:
+            raise ModelError(f"cannot load model from {src}: {exc}") from exc
+        raise _offline_hint(src, exc) from exc
+    fix_sinusoidal_positions(model)
+    return model.eval(), tokenizer
+
+
+def fix_sinusoidal_positions(model: Any) -> None:
+    """Recompute TrOCR's sinusoidal position table if loading left it on the meta device.
+
+    transformers 5.x builds modules on `meta` inside `from_pretrained`; the sinusoidal table
+    is a plain attribute (neither parameter nor buffer), so it is never materialized and
+    the first forward fails ("Cannot copy out of meta tensor"). The table is deterministic,
+    so rebuilding it is exact.
+    """
+    from transformers.models.trocr.modeling_trocr import TrOCRSinusoidalPositionalEmbedding
+
+    for module in model.modules():
+        if isinstance(module, TrOCRSinusoidalPositionalEmbedding):
+            w = module.weights
+            if w is None or w.is_meta:
+                n = w.shape[0] if w is not None else 1026
+                module.weights = module.get_embedding(n, module.embedding_dim, module.padding_idx)
