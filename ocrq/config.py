@@ -90,3 +90,15 @@ def settings_from_env(env: dict[str, str] | None = None) -> Settings:
         engine=engine,
         limits=limits,
     )
+
+
+def redact_url(url: str) -> str:
+    """A broker or database URL safe to print or store: any password becomes ***."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from models.base import Engine
 from ocrq.config import EngineOptions, InputLimits
 from ocrq.errors import BadImage
-from ocrq.storage import RegionResult, Store
+from ocrq.storage import RegionResult, Store, decode_path
 
 OUTCOME_DONE, OUTCOME_FAILED, OUTCOME_SKIPPED = "done", "failed", "skipped"
 
@@ -78,7 +78,7 @@ def process_job(
         store.fail_job(job_id, reason)
         return Outcome(job_id, OUTCOME_FAILED, error=reason)
     try:
-        path = check_input_path(job["path"], limits)
+        path = check_input_path(decode_path(job["path"]), limits)
         pages = load_pages(path, limits)
     except BadImage as exc:
         reason = str(exc)

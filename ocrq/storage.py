@@ -12,6 +12,7 @@ leaves duplicates.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -37,6 +38,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from ocrq.config import redact_url
 from ocrq.errors import DatabaseUnavailable
 
 QUEUED, RUNNING, DONE, FAILED, DUPLICATE = "queued", "running", "done", "failed", "duplicate"
@@ -162,7 +164,9 @@ class Store:
         try:
             self.engine = create_engine(url, **kwargs)
         except Exception as exc:  # bad URL or missing driver
-            raise DatabaseUnavailable(f"cannot open results database {url!r}: {exc}") from exc
+            raise DatabaseUnavailable(
+                f"cannot open results database {redact_url(url)}: {exc}"
+            ) from exc
         if self.engine.dialect.name == "sqlite":
             _sqlite_pragmas(self.engine)
         if create:
@@ -173,7 +177,7 @@ class Store:
             Base.metadata.create_all(self.engine)
         except OperationalError as exc:
             raise DatabaseUnavailable(
-                f"cannot reach results database {redact(self.url)}: {exc.orig}"
+                f"cannot reach results database {redact_url(self.url)}: {exc.orig}"
             ) from exc
 
     def dispose(self) -> None:
@@ -200,9 +204,7 @@ class Store:
             )
             return int(result.inserted_primary_key[0])
 
-    def add_jobs(
-        self, batch_id: int, jobs: Sequence[NewJob], options: dict, key: str
-    ) -> list[int]:
+    def add_jobs(self, batch_id: int, jobs: Sequence[NewJob], options: dict, key: str) -> list[int]:
         """Insert job rows in one transaction; returns their ids in order."""
         now = time.time()
         ids: list[int] = []
@@ -280,11 +282,8 @@ class Store:
 
     def get_job(self, job_id: int) -> dict | None:
         with self.read() as conn:
-            row = conn.execute(select(Job).where(Job.id == job_id)).mappings().first()
-            if row is None:
-                return None
-            job = row["Job"]
-            return {c.name: getattr(job, c.key) for c in Job.__table__.columns}
+            row = conn.execute(select(Job.__table__).where(Job.id == job_id)).mappings().first()
+            return dict(row) if row is not None else None
 
     def start_job(self, job_id: int, worker: str) -> dict | None:
         """Claim a job for a run; returns the job, or None when it is already finished
@@ -321,7 +320,9 @@ class Store:
         with self.write() as conn:
             conn.execute(delete(RegionRow).where(RegionRow.job_id == job_id))
             if regions:
-                conn.execute(RegionRow.__table__.insert(), [_region_row(job_id, r) for r in regions])
+                conn.execute(
+                    RegionRow.__table__.insert(), [_region_row(job_id, r) for r in regions]
+                )
             conn.execute(
                 update(Job)
                 .where(Job.id == job_id)
@@ -342,7 +343,9 @@ class Store:
             conn.execute(
                 update(Job)
                 .where(Job.id == job_id)
-                .values(status=FAILED, error=reason[:2000], timings=timings, finished_at=time.time())
+                .values(
+                    status=FAILED, error=reason[:2000], timings=timings, finished_at=time.time()
+                )
             )
 
     # ---- status and export ---------------------------------------------------------
@@ -405,16 +408,29 @@ def _region_row(job_id: int, region: RegionResult) -> dict:
     }
 
 
-def redact(url: str) -> str:
-    """A URL safe to print or store: the password replaced by ***."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        parsed = make_url(url)
-    except Exception:
-        return url.split("@")[-1]
-    return parsed.render_as_string(hide_password=True)
-
-
 def dumps(data: Any) -> str:
     return json.dumps(data, ensure_ascii=False, sort_keys=True)
+
+
+_B64_PREFIX = "fsb64:"
+
+
+def encode_path(path: str) -> str:
+    """A file path as storable text. Names that are not valid UTF-8 (surrogate-escaped
+    by the OS layer) cannot go into a TEXT column, so they are stored as base64 of the
+    raw bytes; every other path is stored as is, readable."""
+    import base64
+
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return _B64_PREFIX + base64.b64encode(os.fsencode(path)).decode("ascii")
+
+
+def decode_path(stored: str) -> str:
+    import base64
+
+    if stored.startswith(_B64_PREFIX):
+        return os.fsdecode(base64.b64decode(stored[len(_B64_PREFIX) :]))
+    return stored

@@ -1,0 +1,68 @@
+"""Walk and hash: the files a submit or run is about, with what could not be read."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+
+from ocrq.inputs import display_path
+from ocrq.storage import encode_path
+from producer.hashing import sha256_file
+from producer.submit import HashedFile
+from producer.walk import walk
+
+DEFAULT_PATTERNS = (
+    "*.jpg",
+    "*.jpeg",
+    "*.png",
+    "*.tif",
+    "*.tiff",
+    "*.bmp",
+    "*.webp",
+    "*.gif",
+    "*.pbm",
+    "*.pgm",
+    "*.ppm",
+)
+
+
+@dataclass
+class Collected:
+    files: list[HashedFile] = field(default_factory=list)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    patterns: tuple[str, ...] = DEFAULT_PATTERNS
+
+
+def collect(paths: Sequence[Path], patterns: Sequence[str], recursive: bool) -> Collected:
+    found = Collected(patterns=tuple(patterns) or DEFAULT_PATTERNS)
+    entries = []
+    for entry in walk(paths, found.patterns, recursive):
+        if entry.ok:
+            entries.append(entry)
+        else:
+            found.unreadable.append((display_path(entry.path), entry.reason or entry.problem or ""))
+    total = sum(max(e.size, 0) for e in entries)
+    with click.progressbar(length=total, label="hash", file=sys.stderr) as bar:
+        for entry in entries:
+            try:
+                digest = sha256_file(entry.path)
+            except OSError as exc:
+                found.unreadable.append((display_path(entry.path), exc.strerror or str(exc)))
+                continue
+            found.files.append(
+                HashedFile(encode_path(os.path.abspath(entry.path)), digest, entry.size)
+            )
+            bar.update(max(entry.size, 0))
+    return found
+
+
+def report_unreadable(found: Collected, limit: int = 20) -> None:
+    for path, reason in found.unreadable[:limit]:
+        click.echo(f"  skipped {path}: {reason}", err=True)
+    if len(found.unreadable) > limit:
+        click.echo(f"  ... and {len(found.unreadable) - limit} more", err=True)

@@ -1,0 +1,152 @@
+"""Exporters: CSV, JSON (one valid array) and JSONL, streamed from the database.
+
+Rows come from `Store.iter_jobs` in keyset-paginated chunks, so an export of a million
+regions never holds them all in memory. A job recorded as a duplicate of another (same
+bytes, same model) is exported with the original's text.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+from ocrq.scoring import dehyphenate
+from ocrq.storage import Store
+
+FORMATS = ("csv", "json", "jsonl")
+LEVELS = ("page", "region")
+
+PAGE_FIELDS = [
+    "job_id",
+    "path",
+    "sha256",
+    "status",
+    "error",
+    "pages",
+    "regions",
+    "mean_confidence",
+    "engine",
+    "model",
+    "precision",
+    "seconds",
+    "duplicate_of",
+    "text",
+]
+REGION_FIELDS = ["job_id", "path", "page", "idx", "text", "confidence", "x0", "y0", "x1", "y1"]
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    fmt: str = "jsonl"
+    level: str = "page"  # one record per page-job, or one per region
+    batch_id: int | None = None
+    dehyphenate: bool = False
+    chunk: int = 200
+
+
+def page_text(regions: list[dict], *, join_hyphens: bool = False) -> str:
+    """Regions in reading order, one per line; pages separated by a blank line."""
+    lines: list[str] = []
+    page = None
+    for region in regions:
+        if page is not None and region["page"] != page:
+            lines.append("")
+        page = region["page"]
+        lines.append(region["text"])
+    text = "\n".join(lines)
+    return dehyphenate(text) if join_hyphens else text
+
+
+def iter_records(store: Store, opts: ExportOptions) -> Iterator[dict[str, Any]]:
+    buffer: list[dict] = []
+    for job in store.iter_jobs(opts.batch_id, chunk=opts.chunk):
+        buffer.append(job)
+        if len(buffer) >= opts.chunk:
+            yield from _records(store, buffer, opts)
+            buffer = []
+    if buffer:
+        yield from _records(store, buffer, opts)
+
+
+def _records(store: Store, jobs: list[dict], opts: ExportOptions) -> Iterator[dict[str, Any]]:
+    source = {job["id"]: job["duplicate_of"] or job["id"] for job in jobs}
+    regions = store.regions_for(sorted(set(source.values())))
+    for job in jobs:
+        found = regions.get(source[job["id"]], [])
+        if opts.level == "region":
+            for region in found:
+                yield {
+                    "job_id": job["id"],
+                    "path": job["path"],
+                    **{k: region[k] for k in ("page", "idx", "text", "confidence")},
+                    **{k: round(region[k], 1) for k in ("x0", "y0", "x1", "y1")},
+                    "quad": region["quad"],
+                }
+        else:
+            yield _page_record(job, found, opts)
+
+
+def _page_record(job: dict, regions: list[dict], opts: ExportOptions) -> dict[str, Any]:
+    confidences = [r["confidence"] for r in regions]
+    options = job.get("options") or {}
+    timings = job.get("timings") or {}
+    return {
+        "job_id": job["id"],
+        "path": job["path"],
+        "sha256": job["sha256"],
+        "status": job["status"],
+        "error": job["error"],
+        "pages": job["pages"],
+        "regions": len(regions),
+        "mean_confidence": round(sum(confidences) / len(confidences), 4) if confidences else None,
+        "engine": job["engine"],
+        "model": job["model"],
+        "precision": options.get("precision"),
+        "seconds": round(timings["total"], 4) if "total" in timings else None,
+        "duplicate_of": job["duplicate_of"],
+        "text": page_text(regions, join_hyphens=opts.dehyphenate),
+        "options": options,
+        "provenance": job.get("provenance"),
+        "timings": timings,
+        "boxes": [
+            {k: r[k] for k in ("page", "idx", "text", "confidence", "quad")} for r in regions
+        ],
+    }
+
+
+def write_export(store: Store, out: IO[str], opts: ExportOptions) -> int:
+    """Write every record to `out` in the chosen format; returns the record count."""
+    records = iter_records(store, opts)
+    if opts.fmt == "csv":
+        return _write_csv(records, out, REGION_FIELDS if opts.level == "region" else PAGE_FIELDS)
+    if opts.fmt == "json":
+        return _write_json_array(records, out)
+    count = 0
+    for record in records:
+        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        count += 1
+    return count
+
+
+def _write_csv(records: Iterator[dict], out: IO[str], fields: list[str]) -> int:
+    writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore")
+    writer.writeheader()
+    count = 0
+    for record in records:
+        writer.writerow(record)
+        count += 1
+    return count
+
+
+def _write_json_array(records: Iterator[dict], out: IO[str]) -> int:
+    out.write("[")
+    count = 0
+    for record in records:
+        out.write(",\n" if count else "\n")
+        out.write(json.dumps(record, ensure_ascii=False))
+        count += 1
+    out.write("\n]\n" if count else "]\n")
+    return count
