@@ -1,0 +1,279 @@
+"""Safe image loading: bytes -> pages as HxWx3 uint8 RGB arrays, or `BadImage` with a reason.
+
+- Only well-known raster formats are parsed (Pillow would otherwise hand EPS to Ghostscript).
+- The pixel limit is checked from each page's header before any pixel is decoded; Pillow's
+  own bomb check is switched off because ours replaces it (configurable, clearer message,
+  and no DecompressionBombWarning leaking into logs).
+- EXIF orientation is applied; a multi-page TIFF yields every page (up to `max_pages`);
+  other multi-frame formats (GIF, MPO) yield their first frame only.
+- 1-bit, palette, gray+alpha, RGBA, CMYK, YCbCr, 16-bit and float modes are converted with
+  the right scaling (Pillow's plain `convert("L")` clips 16-bit values to white), and alpha
+  is composited onto white, like paper.
+- No Pillow exception escapes: every failure is a `BadImage` with a short readable reason.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from collections.abc import Iterator
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ocrq.config import InputLimits
+from ocrq.errors import BadImage, InputRejected
+from ocrq.inputs import read_input
+
+# Our header check (`_check_pixels`) runs before every decode and replaces Pillow's.
+Image.MAX_IMAGE_PIXELS = None
+# Register every plugin now: `Image.open(formats=...)` needs MPO/TIFF/WEBP loaded up front.
+Image.init()
+
+# Formats we parse. Everything else is "unsupported", however Pillow could open it.
+ALLOWED_FORMATS = tuple(
+    f for f in ("JPEG", "MPO", "PNG", "TIFF", "BMP", "GIF", "WEBP", "PPM") if f in Image.OPEN
+)
+_MULTI_PAGE = {"TIFF"}
+
+# (magic prefix, name) for reasons; checked in order.
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"II+\x00", "TIFF"),
+    (b"MM\x00+", "TIFF"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+    (b"%PDF", "PDF"),
+    (b"%!PS", "PostScript"),
+    (b"\xc5\xd0\xd3\xc6", "PostScript"),
+    (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"),
+    (b"\xff\x4f\xff\x51", "JPEG 2000"),
+    (b"PK\x03\x04", "ZIP archive"),
+    (b"\x1f\x8b", "gzip data"),
+)
+
+
+def _magic_format(data: bytes) -> str | None:
+    for prefix, name in _MAGIC:
+        if data.startswith(prefix):
+            return name
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    if data[4:8] == b"ftyp":
+        brand = data[8:12]
+        if brand.startswith((b"avif", b"avis")):
+            return "AVIF"
+        if brand.startswith((b"heic", b"heix", b"mif1", b"msf1", b"hevc")):
+            return "HEIF"
+    return None
+
+
+def _looks_like_text(data: bytes) -> str | None:
+    """'HTML', 'XML/SVG' or 'text' when the bytes are evidently not binary, else None."""
+    head = data[:4096]
+    for bom in (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff"):
+        if head.startswith(bom):
+            head = head[len(bom) :]
+            break
+    lowered = head.lstrip().lower()
+    if lowered.startswith((b"<!doctype html", b"<html", b"<head", b"<body")) or b"<html" in lowered:
+        return "HTML"
+    if lowered.startswith(b"<?xml") or lowered.startswith(b"<svg") or b"<svg" in lowered:
+        return "XML/SVG"
+    if not head:
+        return None
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # A multi-byte character cut at the 4 KiB boundary is still text.
+        if exc.start < len(head) - 4:
+            return None
+        text = head[: exc.start].decode("utf-8")
+    printable = sum(ch.isprintable() or ch in "\t\r\n\f" for ch in text)
+    return "text" if text and printable >= 0.95 * len(text) else None
+
+
+def _unidentified_reason(data: bytes) -> str:
+    fmt = _magic_format(data)
+    if fmt in ("JPEG", "PNG", "TIFF", "GIF", "BMP", "WEBP"):
+        # Known magic but Pillow found no usable header: the file stops (or breaks) early.
+        return f"truncated {fmt}" if _is_truncated(data, fmt) else f"corrupt {fmt} header"
+    if fmt is not None:
+        return f"unsupported format ({fmt})"
+    kind = _looks_like_text(data)
+    if kind is not None:
+        return f"not an image (looks like {kind})"
+    return "not an image (unrecognized format)"
+
+
+def _is_truncated(data: bytes, fmt: str) -> bool:
+    tail = data.rstrip(b"\x00")[-64:]
+    if fmt in ("JPEG", "MPO"):
+        return b"\xff\xd9" not in tail
+    if fmt == "PNG":
+        return b"IEND" not in tail
+    if fmt == "GIF":
+        return not tail.endswith(b";")
+    return len(data) < 64
+
+
+_STRUCTURAL = ("JPEG", "MPO", "PNG", "GIF")
+_TRUNCATION_WORDS = ("truncated", "broken data stream", "unexpected end", "eof", "not enough data")
+
+
+def _decode_reason(fmt: str, data: bytes, exc: BaseException) -> str:
+    if isinstance(exc, MemoryError):
+        return f"{fmt} too large to decode (out of memory)"
+    msg = " ".join(str(exc).split())[:120] or type(exc).__name__
+    if fmt in _STRUCTURAL:
+        # Pillow says "broken data stream" for both cut-off and garbled data: look at the
+        # end of the file instead (EOI marker, IEND chunk, GIF trailer).
+        return f"truncated {fmt}" if _is_truncated(data, fmt) else f"corrupt {fmt}: {msg}"
+    low = msg.lower()
+    if isinstance(exc, EOFError) or any(w in low for w in _TRUNCATION_WORDS):
+        return f"truncated {fmt}"
+    return f"corrupt {fmt}: {msg}"
+
+
+def _check_pixels(im: Image.Image, limits: InputLimits) -> None:
+    w, h = im.size
+    if w <= 0 or h <= 0:
+        raise BadImage(f"image has invalid size {w}x{h}")
+    if w * h > limits.max_pixels:
+        raise InputRejected(f"image {w}x{h} exceeds pixel limit {limits.max_pixels}")
+
+
+def _scale_to_u8(arr: np.ndarray, full_scale: float | None) -> np.ndarray:
+    """Numeric gray data to uint8. `full_scale` is the value meaning white, if known."""
+    a = np.asarray(arr, dtype=np.float64)
+    a = np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
+    if full_scale is None:
+        lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+        if lo >= 0.0 and hi <= 1.0:
+            full_scale = 1.0
+        elif lo >= 0.0 and hi <= 255.0:
+            full_scale = 255.0
+        elif lo >= 0.0 and hi <= 65535.0:
+            full_scale = 65535.0
+        else:  # arbitrary range (signed or float data): stretch what is there
+            a = a - lo
+            full_scale = (hi - lo) or 1.0
+    return np.clip(np.rint(a * (255.0 / full_scale)), 0, 255).astype(np.uint8)
+
+
+def _white_composite(im: Image.Image) -> Image.Image:
+    rgba = im.convert("RGBA")
+    paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(paper, rgba).convert("RGB")
+
+
+def to_rgb_array(im: Image.Image) -> np.ndarray:
+    """Any decoded Pillow image as a C-contiguous HxWx3 uint8 RGB array."""
+    mode = im.mode
+    if mode == "RGB":
+        rgb = im
+    elif mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        mode in ("P", "L", "RGB") and "transparency" in im.info
+    ):
+        rgb = _white_composite(im)
+    elif mode.startswith("I;16"):
+        gray = _scale_to_u8(np.asarray(im), 65535.0)
+        return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+    elif mode in ("I", "F"):
+        gray = _scale_to_u8(np.asarray(im), None)
+        return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+    else:  # 1, L, P, CMYK, YCbCr, LAB, HSV, RGBX ...
+        rgb = im.convert("RGB")
+    arr = np.asarray(rgb, dtype=np.uint8)
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise BadImage(f"unsupported pixel mode {mode}")
+    return np.ascontiguousarray(arr)
+
+
+def _frame(im: Image.Image, fmt: str, data: bytes, limits: InputLimits) -> np.ndarray:
+    _check_pixels(im, limits)
+    try:
+        im.load()
+    except (BadImage, InputRejected):
+        raise
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is this file's problem
+        raise BadImage(_decode_reason(fmt, data, exc)) from None
+    try:
+        upright = ImageOps.exif_transpose(im)
+    except Exception:  # noqa: BLE001 - malformed EXIF: keep the stored orientation
+        upright = im
+    try:
+        return to_rgb_array(upright if upright is not None else im)
+    except BadImage:
+        raise
+    except MemoryError:
+        raise BadImage(f"{fmt} too large to convert (out of memory)") from None
+    except Exception as exc:  # noqa: BLE001
+        raise BadImage(f"unsupported {fmt} pixel format ({im.mode}): {exc}") from None
+
+
+def iter_decoded(data: bytes, limits: InputLimits) -> Iterator[np.ndarray]:
+    """Pages of an encoded image, one at a time (bounded memory for long TIFFs)."""
+    if len(data) == 0:
+        raise BadImage("empty file (0 bytes)")
+    if len(data) > limits.max_file_bytes:
+        raise InputRejected(
+            f"image is {len(data)} bytes, over the file-size limit of {limits.max_file_bytes}"
+        )
+    with warnings.catch_warnings():
+        # Belt and braces: should someone re-enable Pillow's bomb check, its warning
+        # becomes an error we turn into BadImage rather than noise in the worker log.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            im = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+        except UnidentifiedImageError:
+            raise BadImage(_unidentified_reason(data)) from None
+        except Image.DecompressionBombError as exc:
+            raise InputRejected(f"image exceeds pixel limit: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - header parse errors of every kind
+            fmt = _magic_format(data) or "image"
+            raise BadImage(_decode_reason(fmt, data, exc)) from None
+        with im:
+            fmt = im.format or "image"
+            pages = 1
+            if fmt in _MULTI_PAGE:
+                try:
+                    pages = int(getattr(im, "n_frames", 1))
+                except Exception as exc:  # noqa: BLE001 - broken IFD chain
+                    raise BadImage(_decode_reason(fmt, data, exc)) from None
+                if pages > limits.max_pages:
+                    raise InputRejected(
+                        f"{fmt} has {pages} pages, over the page limit {limits.max_pages}"
+                    )
+            for i in range(pages):
+                if i:
+                    try:
+                        im.seek(i)
+                    except Exception as exc:  # noqa: BLE001
+                        raise BadImage(_decode_reason(fmt, data, exc)) from None
+                yield _frame(im, fmt, data, limits)
+
+
+def decode_pages(data: bytes, limits: InputLimits) -> list[np.ndarray]:
+    """All pages of an in-memory encoded image (inline images). Raises `BadImage`."""
+    return list(iter_decoded(data, limits))
+
+
+def iter_pages(path: os.PathLike[str] | str, limits: InputLimits) -> Iterator[np.ndarray]:
+    """Pages of an image file, one at a time; path checked against roots and limits first."""
+    data = read_input(path, limits)
+    yield from iter_decoded(data, limits)
+
+
+def load_pages(path: os.PathLike[str] | str, limits: InputLimits) -> list[np.ndarray]:
+    """All pages of an image file as HxWx3 uint8 RGB arrays. Raises `BadImage`.
+
+    The path goes through `ocrq.inputs.check_input_path` (roots, type, size) before it is
+    opened, so callers need not check it themselves.
+    """
+    return list(iter_pages(path, limits))

@@ -1,0 +1,139 @@
+"""Which files a worker may read, decided from the path and `stat` alone.
+
+`check_input_path` resolves symlinks and `..` (realpath) and refuses anything outside the
+configured input roots *before* touching the file, so a task naming `/etc/passwd` fails
+without the worker ever opening it. `read_input` then opens the checked file without
+following a symlink swapped in meanwhile and verifies it is still the same regular file.
+
+Paths may carry undecodable bytes (non-UTF-8 file names): Python represents them as
+surrogate escapes in `str`, which survive JSON (`\\udcXX`) but not a UTF-8 database column;
+`display_path` gives a lossless-looking printable form for messages and exports.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from functools import lru_cache
+from pathlib import Path
+
+from ocrq.config import InputLimits
+from ocrq.errors import BadImage, InputRejected
+
+PathArg = str | os.PathLike[str] | bytes
+
+
+def display_path(path: PathArg) -> str:
+    """Printable text for a path; undecodable bytes show as `\\xNN` (for messages/exports)."""
+    raw = os.fsencode(path)
+    return raw.decode("utf-8", "backslashreplace")
+
+
+@lru_cache(maxsize=64)
+def _real_root(root: str) -> str:
+    return os.path.realpath(root)
+
+
+def is_under_roots(real: str, roots: tuple[str, ...]) -> bool:
+    """True when the already-resolved path `real` is one of `roots` or inside one."""
+    for root in roots:
+        r = _real_root(root)
+        if real == r or real.startswith(r.rstrip(os.sep) + os.sep):
+            return True
+    return False
+
+
+def _stat_reason(raw: str, exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:
+        return "symlink loop"
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        try:
+            if stat.S_ISLNK(os.lstat(raw).st_mode):
+                return "broken symlink"
+        except OSError:
+            pass
+        return "file not found"
+    if exc.errno == errno.EACCES or exc.errno == errno.EPERM:
+        return "permission denied"
+    if exc.errno == errno.ENAMETOOLONG:
+        return "file name too long"
+    return f"cannot stat file: {exc.strerror or exc}"
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "is a directory"
+    if stat.S_ISFIFO(mode):
+        return "not a regular file (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "not a regular file (socket)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "not a regular file (device)"
+    return "not a regular file"
+
+
+def _checked(path: PathArg, limits: InputLimits) -> tuple[Path, os.stat_result]:
+    try:
+        raw = os.fsdecode(path)
+    except TypeError as exc:
+        raise InputRejected(f"not a path: {type(path).__name__}") from exc
+    if not raw:
+        raise InputRejected("empty path")
+    if "\x00" in raw:
+        raise InputRejected("path contains a NUL byte")
+    # Non-strict realpath never raises; a symlink loop stays unresolved and fails at stat.
+    real = os.path.realpath(raw)
+    if limits.input_roots and not is_under_roots(real, tuple(limits.input_roots)):
+        raise InputRejected("path is outside the configured input roots (OCRQ_INPUT_ROOTS)")
+    try:
+        st = os.stat(real)
+    except OSError as exc:
+        raise BadImage(_stat_reason(raw, exc)) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise BadImage(_kind(st.st_mode))
+    if st.st_size > limits.max_file_bytes:
+        raise InputRejected(
+            f"file is {st.st_size} bytes, over the file-size limit of {limits.max_file_bytes}"
+        )
+    if not os.access(real, os.R_OK):
+        raise BadImage("permission denied")
+    return Path(real), st
+
+
+def check_input_path(path: PathArg, limits: InputLimits) -> Path:
+    """The resolved path of a regular file the worker may read, else `BadImage`/`InputRejected`.
+
+    Never opens the file: roots, type and size come from realpath and stat. Relative paths
+    resolve against the current directory. Raises `InputRejected` (outside the roots, over the
+    size limit, malformed path) or `BadImage` (missing, broken symlink, loop, directory, FIFO,
+    permission denied).
+    """
+    return _checked(path, limits)[0]
+
+
+def read_input(path: PathArg, limits: InputLimits) -> bytes:
+    """The bytes of a checked input file.
+
+    Opens with O_NOFOLLOW|O_NONBLOCK (a symlink or FIFO swapped in after the check can neither
+    redirect nor block the read) and refuses a file that changed identity or grew past the
+    size limit between the check and the read.
+    """
+    real, st = _checked(path, limits)
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    flags |= getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(real, flags)
+    except OSError as exc:
+        raise BadImage(_stat_reason(str(real), exc)) from None
+    with os.fdopen(fd, "rb") as fh:
+        fst = os.fstat(fh.fileno())
+        if (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino) or not stat.S_ISREG(fst.st_mode):
+            raise InputRejected("file changed between check and read")
+        try:
+            data = fh.read(limits.max_file_bytes + 1)
+        except OSError as exc:
+            raise BadImage(f"read error: {exc.strerror or exc}") from None
+    if len(data) > limits.max_file_bytes:
+        raise InputRejected(f"file grew past the file-size limit of {limits.max_file_bytes}")
+    return data
