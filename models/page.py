@@ -24,7 +24,7 @@ def read_page(engine: Engine, image: np.ndarray) -> list[tuple[Region, TextLine]
     ordered = [regions[i] for i in reading_order(regions)]
     crops = [crop_quad(image, r.quad) for r in ordered]
     lines = engine.recognizer.recognize(crops)
-    return [(r, t) for r, t in zip(ordered, lines) if t.text.strip()]
+    return [(r, t) for r, t in zip(ordered, lines, strict=True) if t.text.strip()]
 
 
 def page_text(pairs: Sequence[tuple[Region, TextLine]]) -> str:

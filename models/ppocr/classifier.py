@@ -43,5 +43,8 @@ class AngleCorrectingRecognizer:
 
     def recognize(self, crops: Sequence[np.ndarray]) -> list[TextLine]:
         flags = self.upside_down(crops) if crops else []
-        fixed = [np.ascontiguousarray(c[::-1, ::-1]) if f else c for c, f in zip(crops, flags)]
+        fixed = [
+            np.ascontiguousarray(c[::-1, ::-1]) if f else c
+            for c, f in zip(crops, flags, strict=True)
+        ]
         return self.inner.recognize(fixed)

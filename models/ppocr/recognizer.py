@@ -90,7 +90,7 @@ def build_batch(crops: Sequence[np.ndarray], widths: Sequence[int], cfg: Recogni
     width = max(max(widths), cfg.min_width)
     width = int(np.ceil(width / WIDTH_STEP) * WIDTH_STEP)
     batch = np.zeros((len(crops), 3, REC_HEIGHT, width), dtype=np.float32)
-    for n, (crop, w) in enumerate(zip(crops, widths)):
+    for n, (crop, w) in enumerate(zip(crops, widths, strict=True)):
         resized = cv2.resize(crop, (w, REC_HEIGHT), interpolation=cv2.INTER_LINEAR)
         view = batch[n, :, :, :w]
         np.multiply(resized.transpose(2, 0, 1), 2.0 / 255.0, out=view, casting="unsafe")
@@ -116,6 +116,8 @@ class PPOCRRecognizer:
             probs = self.session.run(None, {self._input: batch})[0]
             # Steps beyond a crop's own width see only padding: never decode them.
             lengths = [int(np.ceil(widths[i] / WIDTH_STEP)) for i in bucket]
-            for i, line in zip(bucket, ctc_greedy_decode(probs, self.charset, lengths)):
+            for i, line in zip(
+                bucket, ctc_greedy_decode(probs, self.charset, lengths), strict=True
+            ):
                 results[i] = line
         return [r if r is not None else TextLine("", 0.0) for r in results]

@@ -1,0 +1,247 @@
+"""Score OCR engines side by side on ../shared/eval in one process (CER per set, s/item).
+
+    python scripts/eval_engine.py --engines ppocr,ppocr-int8,rapidocr,tesseract
+
+Every engine runs single-threaded (1 ORT intra-op thread, OMP_THREAD_LIMIT=1 for
+Tesseract), items interleaved engine by engine on the same image, so machine noise hits
+all of them alike. Scoring follows the eval README: collapse whitespace; SROIE
+case-insensitive; oldbooks de-hyphenated; UNLV pages only inside their .uzn zones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ocrq.scoring import cer_counts, dehyphenate  # noqa: E402
+
+EVAL = Path(os.environ.get("OCRQ_EVAL", Path(__file__).resolve().parents[2] / "shared" / "eval"))
+SETS = {
+    "lines": ("lines", "*.png"),
+    "sroie": ("pages/sroie", "*.jpg"),
+    "oldbooks": ("pages/oldbooks", "*.tif"),
+    "tesseract_test": ("pages/tesseract_test", "*.tif"),
+}
+
+# An OCR result: list of (bbox x0, y0, x1, y1, text) in the engine's own reading order.
+Boxes = list[tuple[float, float, float, float, str]]
+Runner = Callable[[Path, np.ndarray, str], Boxes]
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def read_zones(path: Path) -> list[tuple[int, int, int, int]]:
+    zones = []
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 4:
+            x, y, w, h = map(int, parts[:4])
+            zones.append((x, y, x + w, y + h))
+    return zones
+
+
+def hypothesis(boxes: Boxes, zones_file: Path | None) -> str:
+    if zones_file is None or not zones_file.exists():
+        return "\n".join(t for *_, t in boxes)
+    parts = []
+    for zx0, zy0, zx1, zy1 in read_zones(zones_file):
+        inside = [
+            t
+            for x0, y0, x1, y1, t in boxes
+            if zx0 <= (x0 + x1) / 2 <= zx1 and zy0 <= (y0 + y1) / 2 <= zy1
+        ]
+        parts.append("\n".join(inside))
+    return "\n".join(parts)
+
+
+def score(set_name: str, hyp: str, ref: str) -> tuple[int, int]:
+    if set_name == "oldbooks":
+        hyp = dehyphenate(hyp)
+    return cer_counts(hyp, ref, casefold=(set_name == "sroie"))
+
+
+# ---------------------------------------------------------------- engines
+
+
+def ours(precision: str, **cfg) -> Runner:
+    from models.page import read_page
+    from models.ppocr.engine import PPOCRConfig, load
+    from ocrq.config import EngineOptions
+
+    models_dir = Path(os.environ.get("OCRQ_MODELS", "/tmp/ocrq-models"))
+    engine = load(EngineOptions(precision=precision), models_dir, 1, PPOCRConfig(**cfg))
+
+    def run(path: Path, image: np.ndarray, set_name: str) -> Boxes:
+        return [(*r.bbox, t.text) for r, t in read_page(engine, image)]
+
+    return run
+
+
+def rapidocr() -> Runner:
+    from rapidocr import RapidOCR
+
+    from models.ppocr import resources as res
+
+    params = {
+        "Det.model_path": str(res.model_path(res.DET_FILE)),
+        "Rec.model_path": str(res.model_path(res.REC_FILE)),
+        "Cls.model_path": str(res.model_path(res.CLS_FILE)),
+        "EngineConfig.onnxruntime.intra_op_num_threads": 1,
+        "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+        "Global.log_level": "error",
+    }
+    ocr = RapidOCR(params=params)
+
+    def run(path: Path, image: np.ndarray, set_name: str) -> Boxes:
+        out = ocr(np.ascontiguousarray(image[:, :, ::-1]))  # RapidOCR takes BGR arrays
+        if out.boxes is None:
+            return []
+        return [
+            (
+                float(b[:, 0].min()),
+                float(b[:, 1].min()),
+                float(b[:, 0].max()),
+                float(b[:, 1].max()),
+                t,
+            )
+            for b, t in zip(out.boxes, out.txts, strict=True)
+        ]
+
+    return run
+
+
+def tesseract() -> Runner:
+    env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
+
+    def run(path: Path, image: np.ndarray, set_name: str) -> Boxes:
+        psm = "7" if set_name == "lines" else "3"
+        proc = subprocess.run(
+            ["tesseract", str(path), "-", "-l", "eng", "--psm", psm, "tsv"],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        )
+        lines: dict[tuple, list] = {}
+        for row in proc.stdout.splitlines()[1:]:
+            f = row.split("\t")
+            if len(f) < 12 or f[0] != "5" or not f[11].strip():
+                continue
+            key = tuple(int(v) for v in f[1:5])  # page, block, par, line
+            x, y, w, h = (int(v) for v in f[6:10])
+            lines.setdefault(key, []).append((x, y, x + w, y + h, f[11]))
+        out = []
+        for words in lines.values():
+            out.append(
+                (
+                    min(w[0] for w in words),
+                    min(w[1] for w in words),
+                    max(w[2] for w in words),
+                    max(w[3] for w in words),
+                    " ".join(w[4] for w in words),
+                )
+            )
+        return out
+
+    return run
+
+
+def make_runner(name: str) -> Runner:
+    if name == "ppocr":
+        return ours("fp32")
+    if name == "ppocr-int8":
+        return ours("int8")
+    if name == "rapidocr":
+        return rapidocr()
+    if name == "tesseract":
+        return tesseract()
+    raise SystemExit(f"unknown engine {name}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--engines", default="ppocr")
+    ap.add_argument("--sets", default=",".join(SETS))
+    ap.add_argument("--limit", type=int, default=0, help="items per set (0: all)")
+    ap.add_argument("--json", type=Path, help="write per-item results here")
+    ap.add_argument("--show", action="store_true", help="print per-item CER")
+    args = ap.parse_args()
+    names = args.engines.split(",")
+    runners = {n: make_runner(n) for n in names}
+    totals: dict[tuple[str, str], list[float]] = {}
+    items = []
+    for set_name in args.sets.split(","):
+        folder, pattern = SETS[set_name]
+        paths = sorted((EVAL / folder).glob(pattern))
+        if args.limit:
+            paths = paths[: args.limit]
+        for path in paths:
+            ref = path.with_name(path.stem + ".gt.txt").read_text(encoding="utf-8")
+            image = load_rgb(path)
+            zones = path.with_suffix(".uzn")
+            for name, run in runners.items():
+                t0 = time.perf_counter()
+                boxes = run(path, image, set_name)
+                dt = time.perf_counter() - t0
+                dist, n = score(set_name, hypothesis(boxes, zones), ref)
+                acc = totals.setdefault((name, set_name), [0, 0, 0.0, 0])
+                acc[0] += dist
+                acc[1] += n
+                acc[2] += dt
+                acc[3] += 1
+                items.append(
+                    {
+                        "engine": name,
+                        "set": set_name,
+                        "item": path.name,
+                        "cer": dist / max(n, 1),
+                        "seconds": dt,
+                    }
+                )
+                if args.show:
+                    print(
+                        f"{name:12s} {path.name:28s} cer={dist / max(n, 1):.4f} {dt:.3f}s",
+                        flush=True,
+                    )
+    print(f"\n{'engine':12s} {'set':16s} {'items':>5s} {'CER %':>7s} {'s/item':>8s}")
+    for (name, set_name), (dist, n, secs, count) in totals.items():
+        print(
+            f"{name:12s} {set_name:16s} {count:5d} {100 * dist / max(n, 1):7.2f} {secs / count:8.3f}"
+        )
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "totals": [
+                        {
+                            "engine": k[0],
+                            "set": k[1],
+                            "cer": v[0] / max(v[1], 1),
+                            "s_per_item": v[2] / v[3],
+                            "items": v[3],
+                        }
+                        for k, v in totals.items()
+                    ],
+                    "items": items,
+                },
+                indent=1,
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()

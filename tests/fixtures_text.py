@@ -1,0 +1,81 @@
+"""Rendered text fixtures for OCR tests: lines and pages drawn with Pillow and the DejaVu
+fonts that ship inside matplotlib (no test data copied from anywhere).
+
+Stable API used by several test modules:
+    render_line(text, height=48, font="DejaVuSans.ttf") -> HxWx3 uint8 RGB
+    render_page(lines, height=40, font="DejaVuSans.ttf", width=None) -> HxWx3 uint8 RGB
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+SAMPLE_LINES = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Invoice 2024-118: total 1,234.50 EUR",
+    "Reading order runs top to bottom.",
+    "Pack my box with six dozen liquor jugs!",
+]
+
+
+def font_dir() -> Path:
+    import matplotlib
+
+    return Path(matplotlib.__file__).parent / "mpl-data" / "fonts" / "ttf"
+
+
+@lru_cache(maxsize=32)
+def load_font(font: str = "DejaVuSans.ttf", size: int = 32) -> ImageFont.FreeTypeFont:
+    path = Path(font) if Path(font).is_absolute() else font_dir() / font
+    return ImageFont.truetype(str(path), size)
+
+
+def _font_for_height(font: str, height: int) -> ImageFont.FreeTypeFont:
+    # Cap-to-descender height of DejaVu is ~1.17 em; leave ~30 % of the line as margin.
+    return load_font(font, max(6, int(round(height * 0.6))))
+
+
+def render_line(
+    text: str,
+    height: int = 48,
+    font: str = "DejaVuSans.ttf",
+    margin: int | None = None,
+    ink: int = 0,
+    paper: int = 255,
+) -> np.ndarray:
+    """One line of black text on white, `height` pixels tall, width fitted to the text."""
+    f = _font_for_height(font, height)
+    x0, _, x1, _ = f.getbbox(text)
+    margin = height // 3 if margin is None else margin
+    width = max(1, x1 - min(x0, 0)) + 2 * margin
+    image = Image.new("RGB", (width, height), (paper,) * 3)
+    draw = ImageDraw.Draw(image)
+    # Anchor "lm": vertically centred on the middle of the line box.
+    draw.text((margin - min(x0, 0), height / 2), text, font=f, fill=(ink,) * 3, anchor="lm")
+    return np.asarray(image).copy()
+
+
+def render_page(
+    lines: list[str],
+    height: int = 40,
+    font: str = "DejaVuSans.ttf",
+    width: int | None = None,
+    margin: int = 60,
+    spacing: float = 1.6,
+) -> np.ndarray:
+    """Left-aligned lines on a white page, `height` px per line and `spacing` x height
+    between baselines."""
+    f = _font_for_height(font, height)
+    text_w = max((f.getbbox(t)[2] for t in lines), default=0)
+    width = width or text_w + 2 * margin
+    page_h = int(2 * margin + spacing * height * max(len(lines), 1))
+    image = Image.new("RGB", (width, page_h), (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    for i, text in enumerate(lines):
+        y = margin + spacing * height * i + height / 2
+        draw.text((margin, y), text, font=f, fill=(0, 0, 0), anchor="lm")
+    return np.asarray(image).copy()

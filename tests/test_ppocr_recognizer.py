@@ -1,0 +1,74 @@
+"""CTC decoding on hand-built probabilities and width-bucket batching (no model)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.ppocr.recognizer import (
+    REC_HEIGHT,
+    RecognizerConfig,
+    build_batch,
+    charset_from_metadata,
+    ctc_greedy_decode,
+    resized_width,
+    width_buckets,
+)
+
+CHARSET = charset_from_metadata("a\nb\nc\n")  # ["", "a", "b", "c", " "]
+
+
+def one_hot(seq, p=0.9):
+    classes = len(CHARSET)
+    probs = np.full((len(seq), classes), (1 - p) / (classes - 1), dtype=np.float32)
+    probs[np.arange(len(seq)), seq] = p
+    return probs
+
+
+def test_charset_blank_first_space_last():
+    assert CHARSET == ["", "a", "b", "c", " "]
+
+
+def test_ctc_collapses_repeats_and_drops_blanks():
+    # a a _ a b b _ _ space c  ->  "aab c"
+    probs = one_hot([1, 1, 0, 1, 2, 2, 0, 0, 4, 3])[None]
+    (line,) = ctc_greedy_decode(probs, CHARSET)
+    assert line.text == "aab c"
+    assert line.confidence == pytest.approx(0.9, abs=1e-5)
+
+
+def test_ctc_confidence_is_mean_of_emitted_steps_and_lengths_cut_padding():
+    probs = np.stack([one_hot([1, 0, 2, 3]), one_hot([3, 3, 0, 1])])
+    probs[0, 2] = one_hot([2], p=0.5)[0]
+    a, b = ctc_greedy_decode(probs, CHARSET, lengths=[4, 2])
+    assert a.text == "abc" and a.confidence == pytest.approx((0.9 + 0.5 + 0.9) / 3, abs=1e-5)
+    assert b.text == "c"  # steps 2.. are padding for this crop
+    (empty,) = ctc_greedy_decode(one_hot([0, 0, 0])[None], CHARSET)
+    assert empty.text == "" and empty.confidence == 0.0
+
+
+def test_width_buckets_sorted_bounded_and_complete():
+    widths = [100, 900, 120, 140, 1000, 95, 400, 130]
+    buckets = width_buckets(widths, batch_size=3, ratio=1.5)
+    assert sorted(i for b in buckets for i in b) == list(range(len(widths)))
+    for b in buckets:
+        assert len(b) <= 3
+        ws = [widths[i] for i in b]
+        assert max(ws) <= 1.5 * min(ws)
+    assert [[widths[i] for i in b] for b in buckets] == [
+        [95, 100, 120],
+        [130, 140],
+        [400],
+        [900, 1000],
+    ]
+
+
+def test_build_batch_shape_padding_and_normalization():
+    crops = [np.zeros((24, 50, 3), np.uint8), np.full((48, 200, 3), 255, np.uint8)]
+    cfg = RecognizerConfig()
+    widths = [resized_width(c.shape[0], c.shape[1], cfg) for c in crops]
+    assert widths == [100, 200]
+    batch = build_batch(crops, widths, cfg)
+    assert batch.shape == (2, 3, REC_HEIGHT, 200)
+    assert np.all(batch[0, :, :, :100] == -1.0) and np.all(batch[0, :, :, 100:] == 0.0)
+    assert np.all(batch[1] == 1.0)
