@@ -174,7 +174,7 @@ def submit(paths, patterns, recursive, force, engine, model, precision, db_url, 
         f"({len(plan.resend)} resumed), {_dup_count(plan)} duplicates, "
         f"{plan.done_already} already done, {plan.in_flight} still queued, "
         f"{plan.failed_earlier} failed earlier, {len(found.unreadable)} unreadable; "
-        f"enqueued at {rate:,.0f} jobs/s to {redact_url(enqueuer.app.conf.broker_url)} "
+        f"enqueued at {rate:,.0f} jobs/s to {redact_url(enqueuer.broker_url)} "
         f"queue {enqueuer.queue}"
     )
     report_unreadable(found)

@@ -105,11 +105,14 @@ class Enqueuer:
     """Publishes job ids through Celery in pipelined chunks (kombu's Redis publish batch:
     one round trip per chunk, not per message)."""
 
-    def __init__(self, queue: str, chunk: int = 1000, retries: int = 6) -> None:
+    def __init__(
+        self, queue: str, chunk: int = 1000, retries: int = 6, broker_url: str | None = None
+    ) -> None:
         from worker.tasks import ocr_job
 
         self.task = ocr_job
         self.app = ocr_job.app
+        self.broker_url = broker_url or self.app.conf.broker_url
         self.queue = queue
         self.chunk = chunk
         self.retries = retries
@@ -118,9 +121,9 @@ class Enqueuer:
         from ocrq.config import redact_url
         from ocrq.errors import BrokerUnavailable
 
-        url = self.app.conf.broker_url
+        url = self.broker_url
         try:
-            with self.app.connection_for_write() as conn:
+            with self.app.connection_for_write(url) as conn:
                 conn.ensure_connection(max_retries=1, timeout=3)
         except Exception as exc:
             raise BrokerUnavailable(
@@ -150,6 +153,11 @@ class Enqueuer:
                 time.sleep(min(0.5 * 2**attempt, 10.0))
 
     def _publish(self, chunk: Iterable[int]) -> None:
-        with self.app.producer_or_acquire() as producer, producer.batch(self.chunk):
+        # a fresh connection per chunk: after a broker restart the retry starts clean
+        with (
+            self.app.connection_for_write(self.broker_url) as conn,
+            conn.Producer() as producer,
+            producer.batch(self.chunk),
+        ):
             for job_id in chunk:
                 self.task.apply_async((job_id,), producer=producer, queue=self.queue, retry=False)

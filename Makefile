@@ -1,0 +1,46 @@
+# ocrq developer targets. `make demo` and `make test` are the README's first two commands.
+PYTHON ?= python3
+PIP ?= $(PYTHON) -m pip
+EVAL ?= ../shared/eval
+
+.PHONY: install demo test lint format bench bench-trocr bench-mlx soak samples clean
+
+# torch is pinned first, explicitly: the CPU build of 2.13.0 (a local wheel on our
+# machines) keeps pip from pulling a multi-GB CUDA build through transformers.
+install:
+	$(PIP) install -q "torch==2.13.0"
+	$(PIP) install -q -e ".[dev,export,mlx,bench]"
+
+demo:
+	$(PIP) install -q -e .
+	ocrq run samples --pattern '*.png' --db sqlite:///results.db -o results.csv
+	@echo "results: results.db, results.csv"
+
+test:
+	$(PYTHON) -m pytest -q -m "not soak" --timeout=900
+
+lint:
+	ruff check .
+	ruff format --check .
+
+format:
+	ruff format .
+	ruff check --fix .
+
+bench:
+	ocrq bench $(EVAL)/lines $(EVAL)/pages/sroie $(EVAL)/pages/oldbooks $(EVAL)/pages/tesseract_test
+
+bench-trocr:
+	$(PYTHON) scripts/bench_trocr.py
+
+bench-mlx:
+	$(PYTHON) scripts/bench_mlx.py
+
+soak:
+	$(PYTHON) -m pytest -q -m soak --timeout=3600
+
+samples:
+	$(PYTHON) scripts/make_samples.py
+
+clean:
+	rm -f results.db results.db-wal results.db-shm results.csv
