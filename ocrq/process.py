@@ -30,14 +30,23 @@ class Outcome:
 
 def ocr_pages(engine: Engine, pages: list) -> tuple[list[RegionResult], dict[str, float]]:
     """Recognize every page; returns region rows in reading order and stage timings."""
+    from models.order import group_lines
     from models.page import read_page
 
     regions: list[RegionResult] = []
     started = time.perf_counter()
     for page_no, image in enumerate(pages):
-        for idx, (region, line) in enumerate(read_page(engine, image)):
+        pairs = read_page(engine, image)
+        line_of = {
+            i: line_no
+            for line_no, members in enumerate(group_lines([r for r, _ in pairs]))
+            for i in members
+        }
+        for idx, (region, line) in enumerate(pairs):
             regions.append(
-                RegionResult(page_no, idx, region.quad, line.text, float(line.confidence))
+                RegionResult(
+                    page_no, idx, region.quad, line.text, float(line.confidence), line_of[idx]
+                )
             )
     return regions, {"ocr": time.perf_counter() - started}
 

@@ -95,6 +95,7 @@ class RegionRow(Base):
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
     page: Mapped[int] = mapped_column(Integer)
     idx: Mapped[int] = mapped_column(Integer)  # reading order within the page
+    line: Mapped[int] = mapped_column(Integer, default=0)  # visual line within the page
     quad: Mapped[list] = mapped_column(JSON)  # [[x, y] * 4], clockwise from top-left
     x0: Mapped[float] = mapped_column(Float)
     y0: Mapped[float] = mapped_column(Float)
@@ -113,6 +114,7 @@ class RegionResult:
     quad: Sequence[Sequence[float]]
     text: str
     confidence: float
+    line: int = 0
 
 
 @dataclass(frozen=True)
@@ -398,6 +400,7 @@ def _region_row(job_id: int, region: RegionResult) -> dict:
         "job_id": job_id,
         "page": region.page,
         "idx": region.idx,
+        "line": region.line,
         "quad": [[round(float(x), 1), round(float(y), 1)] for x, y in region.quad],
         "x0": min(xs),
         "y0": min(ys),

@@ -35,7 +35,19 @@ PAGE_FIELDS = [
     "duplicate_of",
     "text",
 ]
-REGION_FIELDS = ["job_id", "path", "page", "idx", "text", "confidence", "x0", "y0", "x1", "y1"]
+REGION_FIELDS = [
+    "job_id",
+    "path",
+    "page",
+    "line",
+    "idx",
+    "text",
+    "confidence",
+    "x0",
+    "y0",
+    "x1",
+    "y1",
+]
 
 
 @dataclass(frozen=True)
@@ -48,14 +60,19 @@ class ExportOptions:
 
 
 def page_text(regions: list[dict], *, join_hyphens: bool = False) -> str:
-    """Regions in reading order, one per line; pages separated by a blank line."""
+    """Regions in reading order: those on one visual line joined by a space, lines by a
+    newline, pages separated by a blank line."""
     lines: list[str] = []
-    page = None
+    current: tuple[int, int] | None = None
     for region in regions:
-        if page is not None and region["page"] != page:
+        key = (region["page"], region.get("line", region["idx"]))
+        if current is not None and key == current:
+            lines[-1] += " " + region["text"]
+            continue
+        if current is not None and key[0] != current[0]:
             lines.append("")
-        page = region["page"]
         lines.append(region["text"])
+        current = key
     text = "\n".join(lines)
     return dehyphenate(text) if join_hyphens else text
 
@@ -81,7 +98,7 @@ def _records(store: Store, jobs: list[dict], opts: ExportOptions) -> Iterator[di
                 yield {
                     "job_id": job["id"],
                     "path": job["path"],
-                    **{k: region[k] for k in ("page", "idx", "text", "confidence")},
+                    **{k: region[k] for k in ("page", "line", "idx", "text", "confidence")},
                     **{k: round(region[k], 1) for k in ("x0", "y0", "x1", "y1")},
                     "quad": region["quad"],
                 }

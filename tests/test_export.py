@@ -27,7 +27,7 @@ def _store_with_results(url: str) -> Store:
     store.start_job(a, "w")
     regions = [
         RegionResult(0, 0, QUAD, "Hello, world", 0.9),
-        RegionResult(0, 1, QUAD, "exam-", 0.8),
+        RegionResult(0, 1, QUAD, "exam-", 0.8, 1),
         RegionResult(1, 0, QUAD, 'ple "two"', 0.7),
     ]
     store.finish_job(
@@ -80,6 +80,11 @@ def test_dehyphenate_option(sqlite_url):
     assert "example" in data[0]["text"].replace("\n", "")
 
 
-def test_page_text_separates_pages():
-    regions = [{"page": 0, "text": "a"}, {"page": 0, "text": "b"}, {"page": 1, "text": "c"}]
-    assert page_text(regions) == "a\nb\n\nc"
+def test_page_text_joins_lines_and_separates_pages():
+    regions = [
+        {"page": 0, "line": 0, "idx": 0, "text": "Milk"},
+        {"page": 0, "line": 0, "idx": 1, "text": "1.20"},
+        {"page": 0, "line": 1, "idx": 2, "text": "b"},
+        {"page": 1, "line": 0, "idx": 0, "text": "c"},
+    ]
+    assert page_text(regions) == "Milk 1.20\nb\n\nc"
