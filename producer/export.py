@@ -124,6 +124,8 @@ def _page_record(job: dict, regions: list[dict], opts: ExportOptions) -> dict[st
         "precision": options.get("precision"),
         "seconds": round(timings["total"], 4) if "total" in timings else None,
         "duplicate_of": job["duplicate_of"],
+        "worker": job["worker"],
+        "attempts": job["attempts"],
         "text": page_text(regions, join_hyphens=opts.dehyphenate),
         "options": options,
         "provenance": job.get("provenance"),

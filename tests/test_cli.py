@@ -1,0 +1,86 @@
+"""The `ocrq` CLI through click's CliRunner: help everywhere, the embedded run, errors."""
+
+from __future__ import annotations
+
+import json
+
+import click
+import pytest
+from click.testing import CliRunner
+from queue_helpers import write_pages
+
+from ocrq.scoring import cer_counts
+from producer.cli import cli
+
+
+def _all_commands(group: click.Group, prefix=()):
+    for name, command in sorted(group.commands.items()):
+        yield (*prefix, name)
+        if isinstance(command, click.Group):
+            yield from _all_commands(command, (*prefix, name))
+
+
+@pytest.mark.parametrize("path", [(), *_all_commands(cli)], ids=lambda p: " ".join(p) or "ocrq")
+def test_help_on_every_command(path):
+    result = CliRunner().invoke(cli, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output and "--help" in result.output
+
+
+def test_expected_commands_exist():
+    names = set(cli.commands)
+    assert {"submit", "run", "status", "export", "retry", "models"} <= names
+
+
+def test_run_embedded_mode_end_to_end(tmp_path):
+    truth = write_pages(tmp_path / "in", 4)
+    first = tmp_path / "in" / "page_000.png"
+    copy = tmp_path / "in" / "copy.png"
+    copy.write_bytes(first.read_bytes())
+    truth[str(copy.resolve())] = truth[str(first.resolve())]
+    (tmp_path / "in" / "notes.txt").write_text("not matched by the pattern")
+    db_url = f"sqlite:///{tmp_path / 'r.db'}"
+    out = tmp_path / "r.json"
+    runner = CliRunner()
+    args = ["run", str(tmp_path / "in"), "-p", "*.png", "--db", db_url, "-w", "2", "-o", str(out)]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "4 done" in result.output and "1 duplicates" in result.output
+    records = json.loads(out.read_text())
+    assert len(records) == 5
+    for record in records:
+        if record["status"] == "duplicate":
+            continue
+        dist, n = cer_counts(record["text"], truth[record["path"]])
+        assert dist / n < 0.05, record["text"]
+    done = [r for r in records if r["status"] == "done"]
+    assert all(r["worker"] and r["attempts"] == 1 for r in done)
+    assert all(r["provenance"]["engine_loads"] == 1 for r in done)
+
+    # resume: a second run finds everything done and does no work
+    again = runner.invoke(cli, args)
+    assert again.exit_code == 0, again.output
+    assert "0 done" in again.output and "5 already done" in again.output
+
+
+def test_submit_without_broker_says_how_to_fix(tmp_path, monkeypatch):
+    from producer import submit
+
+    original = submit.Enqueuer.__init__
+
+    def unreachable(self, queue, chunk=1000, retries=6, broker_url=None):
+        original(self, queue, chunk, retries, broker_url="redis://127.0.0.1:1/0")
+
+    monkeypatch.setattr(submit.Enqueuer, "__init__", unreachable)
+    write_pages(tmp_path / "in", 1)
+    result = CliRunner().invoke(
+        cli, ["submit", str(tmp_path / "in"), "--db", f"sqlite:///{tmp_path}/x.db"]
+    )
+    assert result.exit_code == 3
+    assert "cannot reach the broker" in result.output and "ocrq run" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_missing_input_path_is_a_usage_error(tmp_path):
+    result = CliRunner().invoke(cli, ["run", str(tmp_path / "nope")])
+    assert result.exit_code == 2

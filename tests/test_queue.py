@@ -1,0 +1,77 @@
+"""End to end through the real queue: `ocrq submit` -> real Redis -> a real
+`celery -A worker worker` with 2 pinned children -> SQLite -> export."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import defaultdict
+
+import pytest
+from click.testing import CliRunner
+from queue_helpers import start_worker, stop_worker, wait_until_finished, write_pages
+
+from ocrq.scoring import cer_counts
+from producer.cli import cli
+from worker.threads import allowed_cores
+
+pytestmark = pytest.mark.slow
+
+# Rendered DejaVu text at 36 px is clean print: PP-OCRv6 reads it almost perfectly.
+# 3 % CER leaves room for a digit or punctuation slip per page without hiding a
+# broken pipeline (a lost line alone is >15 % on these pages).
+MAX_CER = 0.03
+
+
+def test_submit_to_two_pinned_workers_end_to_end(tmp_path, redis_client):
+    truth = write_pages(tmp_path / "scans", 12)
+    db_url = f"sqlite:///{tmp_path / 'results.db'}"
+    log = tmp_path / "worker.log"
+    runner = CliRunner()
+    result = runner.invoke(
+        cli, ["submit", str(tmp_path / "scans"), "--pattern", "*.png", "--db", db_url]
+    )
+    assert result.exit_code == 0, result.output
+    assert "12 queued" in result.output
+    proc = start_worker(db_url, log, concurrency=2)
+    try:
+        counts = wait_until_finished(db_url, 12, timeout=240, proc=proc, log=log)
+    finally:
+        stop_worker(proc)
+    assert counts["done"] == 12, counts
+
+    out = tmp_path / "out.jsonl"
+    result = runner.invoke(cli, ["export", "--db", db_url, "--format", "jsonl", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 12
+    dist = total = 0
+    for record in records:
+        d, n = cer_counts(record["text"], truth[record["path"]])
+        dist, total = dist + d, total + n
+    assert dist / total < MAX_CER, [r["text"] for r in records]
+
+    # two children, each pinned to its own core, each loaded the engine exactly once
+    status = runner.invoke(cli, ["status", "--db", db_url])
+    assert "done 12" in status.output
+    workers = _workers(db_url)
+    cores = {w.split(":")[2] for w in workers}
+    if len(allowed_cores()) >= 2:
+        assert len(workers) == 2 and len(cores) == 2, workers
+    assert all(loads == {1} for loads in workers.values()), workers
+
+    csv_out = tmp_path / "regions.csv"
+    runner.invoke(cli, ["export", "--db", db_url, "--per", "region", "-o", str(csv_out)])
+    rows = list(csv.DictReader(csv_out.open()))
+    assert len(rows) >= 12 * 3 and all(0 <= float(r["confidence"]) <= 1 for r in rows)
+
+
+def _workers(db_url: str) -> dict[str, set[int]]:
+    from ocrq.storage import Store
+
+    store = Store(db_url)
+    found: dict[str, set[int]] = defaultdict(set)
+    for job in store.iter_jobs():
+        found[job["worker"]].add(job["provenance"]["engine_loads"])
+    store.dispose()
+    return dict(found)
