@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from ocrq.errors import ModelError
 
 DTYPES = ("float32", "float16", "bfloat16")
+KIND = "trocr-mlx"  # manifest "kind" of a converted model
 
 # Hugging Face key (regex, first match wins) -> MLX key in models/mlx/model.py; None drops it.
 # The encoder rows come in two spellings: transformers >= 5 ("layers.N.attention.q_proj")
@@ -76,16 +76,25 @@ def convert_state_dict(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
-def default_name(source: str) -> str:
-    """Cache entry name for SOURCE: the last path/hub-id component plus "-mlx"."""
-    return Path(str(source).rstrip("/")).name + "-mlx"
+MLX_SUFFIX = "-mlx"  # beside the ONNX export of the same source in one cache
 
 
-def convert(source: str | Path, out_dir: Path, dtype: str = "float32") -> dict[str, Any]:
-    """Convert SOURCE (hub id or local dir) into `out_dir`; returns the manifest written."""
+def convert(
+    source: str | Path,
+    models_dir: Path,
+    dtype: str = "float32",
+    out_dir: Path | None = None,
+) -> Path:
+    """Convert SOURCE (hub id or local dir) to MLX; returns the model directory.
+
+    The default directory is `models_dir/<name>-mlx`; its manifest records the source,
+    files with sha256, versions and the dtype.
+    """
     import mlx.core as mx
 
+    from models import cache
     from models.mlx.model import WEIGHTS_FILE, load_model
+    from models.trocr.export import copy_side_files
     from models.trocr.hf import load_pretrained
 
     if dtype not in DTYPES:
@@ -94,44 +103,21 @@ def convert(source: str | Path, out_dir: Path, dtype: str = "float32") -> dict[s
     state = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
     weights = convert_state_dict(state)
 
-    out_dir = Path(out_dir)
+    name = cache.default_name(str(source)) + MLX_SUFFIX
+    out_dir = Path(out_dir) if out_dir else cache.model_path(name, models_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     arrays = {k: mx.array(v).astype(getattr(mx, dtype)) for k, v in weights.items()}
     mx.save_safetensors(str(out_dir / WEIGHTS_FILE), arrays, metadata={"format": "mlx"})
-    model.config.save_pretrained(out_dir)
-    model.generation_config.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
-    _save_image_processor(source, out_dir)
+    source_dir = Path(source) if Path(source).is_dir() else None
+    side_files = copy_side_files(source_dir, tokenizer, model, out_dir)
     # Loading what we wrote is the cheapest proof that names, shapes and config agree.
     load_model(out_dir)
-    return _write_manifest(source, out_dir, dtype)
-
-
-def _save_image_processor(source: str | Path, out_dir: Path) -> None:
-    from transformers import AutoImageProcessor
-
-    try:
-        AutoImageProcessor.from_pretrained(str(source)).save_pretrained(out_dir)
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot load the image processor config of {source}: {exc}") from exc
-
-
-def _write_manifest(source: str | Path, out_dir: Path, dtype: str) -> dict[str, Any]:
-    import hashlib
-    import json
-
-    import mlx.core as mx
-    import transformers
-
-    files = {}
-    for path in sorted(p for p in out_dir.iterdir() if p.is_file() and p.name != "manifest.json"):
-        files[path.name] = hashlib.sha256(path.read_bytes()).hexdigest()
-    manifest = {
-        "backend": "mlx",
-        "source": str(source),
-        "dtype": dtype,
-        "files": files,
-        "versions": {"mlx": mx.__version__, "transformers": transformers.__version__},
-    }
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    return manifest
+    manifest = cache.new_manifest(
+        out_dir.name,
+        str(source),
+        KIND,
+        mlx={"dtype": dtype, "weights": WEIGHTS_FILE, "tensors": len(arrays)},
+    )
+    cache.write_manifest(out_dir, manifest)
+    cache.add_files(out_dir, [WEIGHTS_FILE, *side_files])
+    return out_dir

@@ -1,0 +1,152 @@
+"""`--engine trocr-mlx`: the PP-OCR detector + a TrOCR recognizer running on MLX.
+
+MLX is for Apple Silicon (Metal GPU, unified memory); on Linux `mlx[cpu]` runs the same
+code for testing, several times slower than onnxruntime (see scripts/bench_mlx.py).
+The model is loaded once per worker process (warm); crops are preprocessed as the saved
+`preprocessor_config.json` says and decoded in batches of `options.batch_size`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.base import Engine, TextLine
+from ocrq.config import EngineOptions
+from ocrq.errors import ModelError
+
+NAME = "trocr-mlx"
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    batch_size: int = 16
+    max_new_tokens: int = 64
+    num_beams: int = 1
+    length_penalty: float = 1.0  # beam search only, from generation_config.json
+    early_stopping: bool = False
+
+
+class MLXRecognizer:
+    """Crops -> lines with a converted TrOCR on MLX (greedy or beam, KV-cached)."""
+
+    def __init__(self, model_dir: Path, options: DecodeOptions):
+        from models.mlx.model import load_model
+        from models.trocr.preprocess import Preprocessor
+
+        self.model_dir = Path(model_dir)
+        self.options = options
+        self.model = load_model(self.model_dir)
+        self.preprocess = Preprocessor.from_file(self.model_dir / "preprocessor_config.json")
+        self.tokenizer = _load_tokenizer(self.model_dir)
+
+    def decode_batch(self, pixel_values: np.ndarray) -> list[Any]:
+        from models.mlx.generate import beam_search
+
+        o = self.options
+        return beam_search(
+            self.model,
+            pixel_values,
+            o.max_new_tokens,
+            o.num_beams,
+            o.length_penalty,
+            o.early_stopping,
+        )
+
+    def recognize(self, crops: Sequence[np.ndarray]) -> list[TextLine]:
+        lines: list[TextLine] = []
+        size = max(1, self.options.batch_size)
+        for start in range(0, len(crops), size):
+            decoded = self.decode_batch(self.preprocess(crops[start : start + size]))
+            for d in decoded:
+                text = self.tokenizer.decode(d.tokens, skip_special_tokens=True).strip()
+                lines.append(TextLine(text=text, confidence=d.confidence))
+        return lines
+
+
+def _load_tokenizer(model_dir: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(model_dir))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load the tokenizer in {model_dir}: {exc}") from exc
+
+
+def resolve(model: str | None, models_dir: Path) -> Path:
+    """The converted model directory for `--model`: a directory, a cache name, or the
+    name of the ONNX export of the same source (its MLX twin is `<name>-mlx`)."""
+    from models import cache
+    from models.mlx.convert import KIND, MLX_SUFFIX
+
+    if not model:
+        raise ModelError(f"{NAME} needs --model (convert one with `ocrq models convert-mlx`)")
+    candidates = [model] if model.endswith(MLX_SUFFIX) else [model, model + MLX_SUFFIX]
+    errors = []
+    for name in candidates:
+        try:
+            path = cache.resolve_model(name, models_dir)
+        except ModelError as exc:
+            errors.append(str(exc))
+            continue
+        if cache.read_manifest(path).get("kind") == KIND:
+            return path
+        errors.append(f"{path} is not an MLX model")
+    raise ModelError(errors[-1] + " (convert one with `ocrq models convert-mlx SOURCE`)")
+
+
+def _generation_defaults(model_dir: Path) -> dict[str, Any]:
+    path = model_dir / "generation_config.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def load(options: EngineOptions, models_dir: Path, threads: int = 1) -> Engine:
+    if options.precision not in ("fp32", "float32"):
+        raise ModelError(
+            f"{NAME} runs the dtype chosen at conversion (convert-mlx --dtype); "
+            f"precision {options.precision!r} is not available"
+        )
+    # MLX's CPU matmuls go through BLAS; keep its pool to our thread budget (only effective
+    # before the BLAS library starts, hence before importing mlx).
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", str(max(1, threads)))
+    import mlx.core as mx
+
+    from models import cache
+    from models.mlx.model import WEIGHTS_FILE
+    from models.ppocr.engine import load_detector
+
+    model_dir = resolve(options.model, Path(models_dir))
+    cache.verify_files(model_dir, [WEIGHTS_FILE])
+    gen = _generation_defaults(model_dir)
+    decode = DecodeOptions(
+        batch_size=options.batch_size,
+        max_new_tokens=options.max_new_tokens,
+        num_beams=options.num_beams,
+        length_penalty=float(gen.get("length_penalty") or 1.0),
+        early_stopping=gen.get("early_stopping") is True,
+    )
+    recognizer = MLXRecognizer(model_dir, decode)
+    detector = load_detector(models_dir, threads)
+    manifest = cache.read_manifest(model_dir)
+    provenance = {
+        "engine": NAME,
+        "model": model_dir.name,
+        "source": manifest.get("source"),
+        "precision": manifest.get("mlx", {}).get("dtype"),
+        "sha256": manifest["files"][WEIGHTS_FILE]["sha256"],
+        "mlx": mx.__version__,
+        "device": str(mx.default_device()),
+        "decode": {
+            "max_new_tokens": decode.max_new_tokens,
+            "num_beams": decode.num_beams,
+            "batch_size": decode.batch_size,
+        },
+        "detector": "ppocr (PP-OCRv6 small det, rapidocr wheel)",
+    }
+    return Engine(name=NAME, detector=detector, recognizer=recognizer, provenance=provenance)
