@@ -173,7 +173,7 @@ def _white_composite(im: Image.Image) -> Image.Image:
 
 
 def to_rgb_array(im: Image.Image) -> np.ndarray:
-    """Any decoded Pillow image as a C-contiguous HxWx3 uint8 RGB array."""
+    """Any decoded Pillow image as a writable, C-contiguous HxWx3 uint8 RGB array."""
     mode = im.mode
     if mode == "RGB":
         rgb = im
@@ -192,7 +192,8 @@ def to_rgb_array(im: Image.Image) -> np.ndarray:
     arr = np.asarray(rgb, dtype=np.uint8)
     if arr.ndim != 3 or arr.shape[2] != 3:
         raise BadImage(f"unsupported pixel mode {mode}")
-    return np.ascontiguousarray(arr)
+    # Pillow's array view is read-only (backed by bytes); engines may normalize in place.
+    return arr if arr.flags.writeable and arr.flags.c_contiguous else np.array(arr, order="C")
 
 
 def _frame(im: Image.Image, fmt: str, data: bytes, limits: InputLimits) -> np.ndarray:
@@ -233,8 +234,10 @@ def iter_decoded(data: bytes, limits: InputLimits) -> Iterator[np.ndarray]:
             im = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
         except UnidentifiedImageError:
             raise BadImage(_unidentified_reason(data)) from None
-        except Image.DecompressionBombError as exc:
-            raise InputRejected(f"image exceeds pixel limit: {exc}") from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise InputRejected(
+                "image exceeds Pillow's pixel limit (Image.MAX_IMAGE_PIXELS)"
+            ) from None
         except Exception as exc:  # noqa: BLE001 - header parse errors of every kind
             fmt = _magic_format(data) or "image"
             raise BadImage(_decode_reason(fmt, data, exc)) from None

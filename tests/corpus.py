@@ -432,3 +432,45 @@ def restore_permissions(dir: Path) -> None:
         p = Path(dir) / rel
         if p.exists() and not p.is_symlink():
             os.chmod(p, 0o755 if p.is_dir() else 0o644)
+
+
+NOBODY = 65534
+
+
+def can_drop_privileges() -> bool:
+    return hasattr(os, "fork") and os.geteuid() == 0
+
+
+def run_unprivileged(fn, uid: int = NOBODY):  # type: ignore[no-untyped-def]
+    """Run `fn()` in a forked child as `uid` (needs root) and return its JSON-able result.
+
+    A fork, not a subprocess: the interpreter may live under /root, which an unprivileged
+    user cannot even traverse. Exceptions in the child come back as RuntimeError.
+    """
+    import json
+    import traceback
+
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: never return into pytest
+        code = 0
+        try:
+            os.close(rfd)
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            payload = json.dumps({"ok": fn()})
+        except BaseException:  # noqa: BLE001 - report anything to the parent
+            payload = json.dumps({"error": traceback.format_exc()})
+            code = 1
+        with os.fdopen(wfd, "w") as out:
+            out.write(payload)
+        os._exit(code)
+    os.close(wfd)
+    with os.fdopen(rfd) as inp:
+        raw = inp.read()
+    os.waitpid(pid, 0)
+    result = json.loads(raw)
+    if "error" in result:
+        raise RuntimeError(f"unprivileged child failed:\n{result['error']}")
+    return result["ok"]

@@ -1,0 +1,230 @@
+"""Image loading on the hostile corpus: pages, sizes, pixel values, and reasons."""
+
+from __future__ import annotations
+
+import io
+import random
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ocrq.config import InputLimits
+from ocrq.errors import BadImage, InputRejected
+from ocrq.images import decode_pages, iter_pages, load_pages
+from producer.walk import walk
+from tests.corpus import PROBE_TOLERANCE, make_corpus, png_bomb, render_text
+
+LIMITS = InputLimits()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    return root, make_corpus(root)
+
+
+def _check_pages(rel, ex, pages):
+    assert len(pages) == ex.pages, rel
+    for page in pages:
+        assert page.dtype == np.uint8 and page.ndim == 3 and page.shape[2] == 3, rel
+        assert page.flags.c_contiguous and page.flags.writeable, rel
+    if ex.size is not None:
+        h, w = pages[0].shape[:2]
+        assert (w, h) == ex.size, f"{rel}: page size {(w, h)} != {ex.size}"
+    for page_no, x, y, rgb in ex.probes:
+        got = tuple(int(v) for v in pages[page_no][y, x])
+        diff = max(abs(a - b) for a, b in zip(got, rgb, strict=True))
+        assert diff <= PROBE_TOLERANCE, f"{rel} page {page_no} ({x},{y}): {got} != {rgb}"
+
+
+@pytest.mark.parametrize("rooted", [False, True], ids=["no-roots", "roots"])
+def test_corpus_load_outcomes(corpus, rooted):
+    root, expect = corpus
+    limits = replace(LIMITS, input_roots=(str(root),)) if rooted else LIMITS
+    for rel, ex in expect.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no Pillow warning may leak out either
+            try:
+                pages = load_pages(root / rel, limits)
+            except BadImage as exc:
+                assert not ex.loads, f"{rel!r} should load {ex.pages} pages, failed: {exc}"
+                reason = ex.reason_for(rooted)
+                assert reason and reason in str(exc), f"{rel!r}: {exc!r} lacks {reason!r}"
+                assert "\n" not in str(exc) and len(str(exc)) < 200, "reasons are one short line"
+                continue
+        assert ex.loads, f"{rel!r} should fail with {ex.reason_for(rooted)!r}, loaded"
+        _check_pages(rel, ex, pages)
+
+
+def test_corpus_bytes_decode_like_files(corpus):
+    """Inline images (`decode_pages`) give the same pages as files for every regular file."""
+    root, expect = corpus
+    for entry in walk([root], []):
+        if not entry.ok or entry.rel == "escape.png":
+            continue
+        data = entry.path.read_bytes()
+        ex = expect[entry.rel]
+        if ex.loads:
+            got = decode_pages(data, LIMITS)
+            want = load_pages(entry.path, LIMITS)
+            assert len(got) == len(want)
+            assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True)), entry.rel
+        else:
+            with pytest.raises(BadImage, match=_re(ex.load_reason)):
+                decode_pages(data, LIMITS)
+
+
+def _re(text: str) -> str:
+    import re
+
+    return re.escape(text)
+
+
+def test_bomb_rejected_from_header_with_configured_limit():
+    data = png_bomb(100_000, 100_000)
+    assert len(data) < 2000, "the bomb is a tiny file"
+    with pytest.raises(InputRejected) as info:
+        decode_pages(data, LIMITS)
+    assert str(info.value) == "image 100000x100000 exceeds pixel limit 100000000"
+    small = render_text("ok", size=20)
+    w, h = small.size
+    with pytest.raises(InputRejected, match=f"image {w}x{h} exceeds pixel limit 100$"):
+        decode_pages(_png(small), replace(LIMITS, max_pixels=100))
+    assert len(decode_pages(_png(small), replace(LIMITS, max_pixels=w * h))) == 1
+
+
+def test_pillow_global_bomb_limit_cannot_leak(monkeypatch):
+    # If anyone re-enables Pillow's own check, its warning/error still become BadImage.
+    im = render_text("hello", size=30)  # before: Pillow checks text masks against it too
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(BadImage, match="pixel limit"):
+            decode_pages(_png(im), LIMITS)
+        with pytest.raises(BadImage, match="pixel limit"):
+            decode_pages(_png(Image.new("L", (40, 40))), LIMITS)  # warning zone (1x-2x)
+
+
+def test_page_limit_and_file_size_limit(corpus):
+    root, _ = corpus
+    tif = root / "text_pages.tif"
+    assert len(load_pages(tif, replace(LIMITS, max_pages=3))) == 3
+    with pytest.raises(InputRejected, match="TIFF has 3 pages, over the page limit 2"):
+        load_pages(tif, replace(LIMITS, max_pages=2))
+    size = tif.stat().st_size
+    with pytest.raises(InputRejected, match=f"file is {size} bytes, over the file-size limit"):
+        load_pages(tif, replace(LIMITS, max_file_bytes=size - 1))
+    with pytest.raises(InputRejected, match="over the file-size limit"):
+        decode_pages(tif.read_bytes(), replace(LIMITS, max_file_bytes=size - 1))
+
+
+def test_iter_pages_streams_tiff_pages(corpus):
+    root, expect = corpus
+    it = iter_pages(root / "text_pages.tif", LIMITS)
+    first = next(it)
+    assert (first.shape[1], first.shape[0]) == expect["text_pages.tif"].size
+    assert len([first, *it]) == 3
+
+
+def _png(im: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _tiff(im: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, "TIFF")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("values", "want"),
+    [
+        (np.array([[0, 128, 255]], np.int32), [0, 128, 255]),  # 8-bit range in a 32-bit mode
+        (np.array([[0, 32896, 65535]], np.int32), [0, 128, 255]),  # 16-bit range
+        (np.array([[-5, 0, 5]], np.int32), [0, 128, 255]),  # signed: stretched
+    ],
+)
+def test_mode_i_scaling(values, want):
+    im = Image.fromarray(values)
+    assert im.mode == "I"
+    page = decode_pages(_tiff(im), LIMITS)[0]
+    assert page[0, :, 0].tolist() == want and (page[..., 0] == page[..., 2]).all()
+
+
+def test_mode_f_scaling():
+    for vals, want in (([0.0, 0.5, 1.0], [0, 128, 255]), ([-1.0, 0.0, 1.0], [0, 128, 255])):
+        im = Image.fromarray(np.array([vals], np.float32))
+        assert decode_pages(_tiff(im), LIMITS)[0][0, :, 1].tolist() == want
+
+
+def test_16_bit_is_scaled_not_clipped():
+    # Pillow's convert("L") clips I;16 values above 255 to white: mid gray must stay gray.
+    g = np.full((4, 4), 0x4040, np.uint16)
+    page = decode_pages(_png(Image.fromarray(g)), LIMITS)[0]
+    assert int(page[0, 0, 0]) == 64
+
+
+def _mutations(data: bytes, rng: random.Random, n: int):
+    for _ in range(n):
+        b = bytearray(data)
+        op = rng.randrange(4)
+        if op == 0:
+            b = b[: rng.randrange(len(b))]
+        elif op == 1:
+            for _ in range(rng.randrange(1, 8)):
+                b[rng.randrange(len(b))] = rng.randrange(256)
+        elif op == 2:
+            i = rng.randrange(len(b))
+            b[i:i] = rng.randbytes(rng.randrange(1, 64))
+        else:
+            i = rng.randrange(len(b))
+            del b[i : i + rng.randrange(1, 64)]
+        yield bytes(b)
+
+
+def test_mutated_files_raise_only_bad_image():
+    """Byte flips, cuts and splices of every format: a page or a BadImage, nothing else."""
+    rng = random.Random(20261123)
+    im = render_text("fuzz 42", size=22)
+    seeds = []
+    for fmt, kw in (
+        ("PNG", {}),
+        ("JPEG", {"quality": 80}),
+        ("TIFF", {"compression": "tiff_deflate"}),
+        ("TIFF", {"compression": "group4"}),
+        ("GIF", {}),
+        ("BMP", {}),
+        ("WEBP", {}),
+    ):
+        src = im.convert("1") if kw.get("compression") == "group4" else im
+        buf = io.BytesIO()
+        src.save(buf, fmt, **kw)
+        seeds.append(buf.getvalue())
+    outcomes = {"ok": 0, "bad": 0}
+    for seed in seeds:
+        for data in _mutations(seed, rng, 60):
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                try:
+                    pages = decode_pages(data, replace(LIMITS, max_pixels=10_000_000))
+                except BadImage as exc:
+                    assert str(exc) and "\n" not in str(exc)
+                    outcomes["bad"] += 1
+                    continue
+            assert pages and all(p.dtype == np.uint8 and p.shape[2] == 3 for p in pages)
+            outcomes["ok"] += 1
+    print("mutations:", outcomes)
+    assert outcomes["bad"] > 50 and outcomes["ok"] > 10, outcomes
+
+
+def test_missing_file_and_directory(tmp_path: Path):
+    with pytest.raises(BadImage, match="file not found"):
+        load_pages(tmp_path / "nope.png", LIMITS)
+    with pytest.raises(BadImage, match="is a directory"):
+        load_pages(tmp_path, LIMITS)
