@@ -56,7 +56,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "socket_connect_timeout": 5,
             "socket_keepalive": True,
             "health_check_interval": 10,
-            "retry_on_timeout": True,
         },
         "worker_hijack_root_logger": False,
         "worker_redirect_stdouts": False,
