@@ -12,6 +12,8 @@ Patterns are shell globs matched on the path relative to the root, '/'-separated
   and `[...]` stay within one component and `**` spans any number (including none).
 Several patterns are a union; no patterns matches every file. Matching is case-insensitive
 by default since scanners write `.JPG` as often as `.jpg`.
+Hidden entries (names starting with '.': `.git/`, `.thumbnails/`, macOS `._scan.jpg`
+AppleDouble files) are skipped silently as a shell glob would, unless `include_hidden`.
 Symlinked directories are followed once: each real directory (device, inode) is walked at
 most once, so a link back to an ancestor is reported as a loop instead of recursing.
 A root that is a file is yielded as is, whatever the patterns (the user named it).
@@ -144,9 +146,10 @@ def _scan(path: Path) -> list[os.DirEntry[str]]:
 
 
 class _Walker:
-    def __init__(self, recursive: bool, match: Callable[[str], bool]) -> None:
+    def __init__(self, recursive: bool, match: Callable[[str], bool], include_hidden: bool) -> None:
         self.recursive = recursive
         self.match = match
+        self.include_hidden = include_hidden
         self.dirs_seen: dict[tuple[int, int], Path] = {}
         self.files_seen: dict[tuple[int, int], Path] = {}
 
@@ -189,6 +192,8 @@ class _Walker:
             if entry is None:
                 stack.pop()
                 on_stack.discard(dkey)
+                continue
+            if entry.name.startswith(".") and not self.include_hidden:
                 continue
             path = dpath / entry.name
             rel = prefix + entry.name
@@ -246,6 +251,7 @@ def walk(
     recursive: bool = True,
     *,
     case_sensitive: bool = False,
+    include_hidden: bool = False,
 ) -> Iterator[WalkEntry]:
     """Matching files under `roots` (in the given order), problems included (`entry.ok`).
 
@@ -264,15 +270,12 @@ def walk(
             if exc.errno in (errno.ENOENT, errno.ENOTDIR):
                 raise UsageError(f"input path not found: {display_path(root)}") from None
             checked.append((root, exc))
-    return _walk(checked, recursive, match)
+    return _walk(checked, _Walker(recursive, match, include_hidden))
 
 
 def _walk(
-    checked: list[tuple[Path, os.stat_result | OSError]],
-    recursive: bool,
-    match: Callable[[str], bool],
+    checked: list[tuple[Path, os.stat_result | OSError]], walker: _Walker
 ) -> Iterator[WalkEntry]:
-    walker = _Walker(recursive, match)
     for root, st in checked:
         if isinstance(st, OSError):
             kind, why = _errno_reason(st)

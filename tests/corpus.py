@@ -368,6 +368,17 @@ def make_corpus(dir: Path) -> dict[str, Expect]:
     file("-dash start.png", _valid_png("dash"), ok(note="leading dash and a space"))
 
     # --- filesystem oddities ---
+    appledouble = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + bytes(64)
+    file(
+        "._scan.jpg",
+        appledouble,
+        Expect(WALK_ABSENT, load_reason="not an image", note="hidden: macOS AppleDouble junk"),
+    )
+    file(
+        ".thumbnails/thumb.png",
+        _valid_png("thumb"),
+        Expect(WALK_ABSENT, pages=1, note="hidden dir"),
+    )
     file("x.jpg/inner.png", _valid_png("inside"), ok())
     ex["x.jpg"] = Expect(WALK_ABSENT, load_reason="is a directory", note="a directory named x.jpg")
 

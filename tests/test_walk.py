@@ -244,3 +244,15 @@ def test_unreadable_entries_as_unprivileged_user():
                 assert report[rel] == ("", ""), rel
     finally:
         shutil.rmtree(root)
+
+
+def test_hidden_entries_skipped_unless_asked(tmp_path):
+    _touch(tmp_path, ".hidden.png", ".dir/in.png", "shown.png", "d/.x.png")
+    assert _rels(walk([tmp_path], ["*.png"])) == ["shown.png"]
+    assert _rels(walk([tmp_path], ["*.png"], include_hidden=True)) == [
+        ".dir/in.png",
+        ".hidden.png",
+        "d/.x.png",
+        "shown.png",
+    ]
+    assert _rels(walk([tmp_path / ".hidden.png"], [])) == [".hidden.png"], "named roots are taken"
