@@ -207,29 +207,33 @@ class Store:
             return int(result.inserted_primary_key[0])
 
     def add_jobs(self, batch_id: int, jobs: Sequence[NewJob], options: dict, key: str) -> list[int]:
-        """Insert job rows in one transaction; returns their ids in order."""
+        """Insert job rows in one transaction (one multi-row INSERT ... RETURNING per
+        few hundred rows); returns their ids in input order."""
+        if not jobs:
+            return []
         now = time.time()
-        ids: list[int] = []
+        rows = [
+            {
+                "batch_id": batch_id,
+                "path": job.path,
+                "sha256": job.sha256,
+                "size": job.size,
+                "model_key": key,
+                "status": job.status,
+                "duplicate_of": job.duplicate_of,
+                "engine": options["engine"],
+                "model": options.get("model"),
+                "options": options,
+                "created_at": now,
+                "attempts": 0,
+            }
+            for job in jobs
+        ]
+        statement = Job.__table__.insert().returning(
+            Job.__table__.c.id, sort_by_parameter_order=True
+        )
         with self.write() as conn:
-            for job in jobs:
-                result = conn.execute(
-                    Job.__table__.insert().values(
-                        batch_id=batch_id,
-                        path=job.path,
-                        sha256=job.sha256,
-                        size=job.size,
-                        model_key=key,
-                        status=job.status,
-                        duplicate_of=job.duplicate_of,
-                        engine=options["engine"],
-                        model=options.get("model"),
-                        options=options,
-                        created_at=now,
-                        attempts=0,
-                    )
-                )
-                ids.append(int(result.inserted_primary_key[0]))
-        return ids
+            return [int(row[0]) for row in conn.execute(statement, rows)]
 
     def known_jobs(self, key: str, sha256s: Iterable[str]) -> dict[str, list[dict]]:
         """Existing jobs for these contents with this model, by sha256."""
