@@ -3,7 +3,7 @@ PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 EVAL ?= ../shared/eval
 
-.PHONY: install demo test lint format bench bench-trocr bench-mlx soak samples clean
+.PHONY: install demo test lint format bench bench-enqueue bench-trocr bench-mlx soak samples clean
 
 # torch is pinned first, explicitly: the CPU build of 2.13.0 (a local wheel on our
 # machines) keeps pip from pulling a multi-GB CUDA build through transformers.
@@ -29,6 +29,9 @@ format:
 
 bench:
 	ocrq bench $(EVAL)/lines $(EVAL)/pages/sroie $(EVAL)/pages/oldbooks $(EVAL)/pages/tesseract_test
+
+bench-enqueue:
+	$(PYTHON) scripts/bench_enqueue.py --jobs 10000
 
 bench-trocr:
 	$(PYTHON) scripts/bench_trocr.py
