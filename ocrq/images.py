@@ -18,6 +18,7 @@ import io
 import os
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -36,6 +37,7 @@ ALLOWED_FORMATS = tuple(
     f for f in ("JPEG", "MPO", "PNG", "TIFF", "BMP", "GIF", "WEBP", "PPM") if f in Image.OPEN
 )
 _MULTI_PAGE = {"TIFF"}
+_ORIENTATION = 0x0112  # EXIF/TIFF tag 274
 
 # (magic prefix, name) for reasons; checked in order.
 _MAGIC: tuple[tuple[bytes, str], ...] = (
@@ -187,6 +189,10 @@ def to_rgb_array(im: Image.Image) -> np.ndarray:
     elif mode in ("I", "F"):
         gray = _scale_to_u8(np.asarray(im), None)
         return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+    elif mode in ("1", "L"):
+        # Gray to RGB in numpy: one byte per pixel leaves Pillow instead of three.
+        gray = np.asarray(im.convert("L") if mode == "1" else im, dtype=np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
     else:  # 1, L, P, CMYK, YCbCr, LAB, HSV, RGBX ...
         rgb = im.convert("RGB")
     arr = np.asarray(rgb, dtype=np.uint8)
@@ -204,18 +210,71 @@ def _frame(im: Image.Image, fmt: str, data: bytes, limits: InputLimits) -> np.nd
         raise
     except Exception as exc:  # noqa: BLE001 - any decoder failure is this file's problem
         raise BadImage(_decode_reason(fmt, data, exc)) from None
+    upright = im
     try:
-        upright = ImageOps.exif_transpose(im)
+        # Only turn when a tag asks for it: exif_transpose otherwise still copies the page.
+        if im.getexif().get(_ORIENTATION, 1) not in (0, 1):
+            upright = ImageOps.exif_transpose(im) or im
     except Exception:  # noqa: BLE001 - malformed EXIF: keep the stored orientation
         upright = im
     try:
-        return to_rgb_array(upright if upright is not None else im)
+        return to_rgb_array(upright)
     except BadImage:
         raise
     except MemoryError:
         raise BadImage(f"{fmt} too large to convert (out of memory)") from None
     except Exception as exc:  # noqa: BLE001
         raise BadImage(f"unsupported {fmt} pixel format ({im.mode}): {exc}") from None
+
+
+@contextmanager
+def _pillow_quiet() -> Iterator[None]:
+    """Pillow's warnings (corrupt EXIF, odd MPO, ...) stay out of worker logs, and a bomb
+    warning (should anyone re-enable Pillow's check) becomes an error we turn into BadImage.
+    Scoped to each Pillow call, never across a `yield` into the caller's code."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=r"PIL(\.|$)")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        yield
+
+
+def _open(data: bytes) -> Image.Image:
+    try:
+        with _pillow_quiet():
+            return Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    except UnidentifiedImageError:
+        raise BadImage(_unidentified_reason(data)) from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputRejected("image exceeds Pillow's pixel limit (Image.MAX_IMAGE_PIXELS)") from None
+    except Exception as exc:  # noqa: BLE001 - header parse errors of every kind
+        raise BadImage(_decode_reason(_magic_format(data) or "image", data, exc)) from None
+
+
+def _page_count(im: Image.Image, fmt: str, data: bytes, limits: InputLimits) -> int:
+    if fmt not in _MULTI_PAGE:
+        return 1
+    try:
+        with _pillow_quiet():
+            pages = int(getattr(im, "n_frames", 1))
+    except Exception as exc:  # noqa: BLE001 - broken IFD chain
+        raise BadImage(_decode_reason(fmt, data, exc)) from None
+    if pages > limits.max_pages:
+        raise InputRejected(f"{fmt} has {pages} pages, over the page limit {limits.max_pages}")
+    return pages
+
+
+def _page(im: Image.Image, i: int, fmt: str, data: bytes, limits: InputLimits) -> np.ndarray:
+    try:
+        with _pillow_quiet():
+            if i:
+                im.seek(i)
+            return _frame(im, fmt, data, limits)
+    except BadImage:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputRejected("image exceeds Pillow's pixel limit (Image.MAX_IMAGE_PIXELS)") from None
+    except Exception as exc:  # noqa: BLE001
+        raise BadImage(_decode_reason(fmt, data, exc)) from None
 
 
 def iter_decoded(data: bytes, limits: InputLimits) -> Iterator[np.ndarray]:
@@ -226,40 +285,10 @@ def iter_decoded(data: bytes, limits: InputLimits) -> Iterator[np.ndarray]:
         raise InputRejected(
             f"image is {len(data)} bytes, over the file-size limit of {limits.max_file_bytes}"
         )
-    with warnings.catch_warnings():
-        # Belt and braces: should someone re-enable Pillow's bomb check, its warning
-        # becomes an error we turn into BadImage rather than noise in the worker log.
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            im = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
-        except UnidentifiedImageError:
-            raise BadImage(_unidentified_reason(data)) from None
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise InputRejected(
-                "image exceeds Pillow's pixel limit (Image.MAX_IMAGE_PIXELS)"
-            ) from None
-        except Exception as exc:  # noqa: BLE001 - header parse errors of every kind
-            fmt = _magic_format(data) or "image"
-            raise BadImage(_decode_reason(fmt, data, exc)) from None
-        with im:
-            fmt = im.format or "image"
-            pages = 1
-            if fmt in _MULTI_PAGE:
-                try:
-                    pages = int(getattr(im, "n_frames", 1))
-                except Exception as exc:  # noqa: BLE001 - broken IFD chain
-                    raise BadImage(_decode_reason(fmt, data, exc)) from None
-                if pages > limits.max_pages:
-                    raise InputRejected(
-                        f"{fmt} has {pages} pages, over the page limit {limits.max_pages}"
-                    )
-            for i in range(pages):
-                if i:
-                    try:
-                        im.seek(i)
-                    except Exception as exc:  # noqa: BLE001
-                        raise BadImage(_decode_reason(fmt, data, exc)) from None
-                yield _frame(im, fmt, data, limits)
+    with _open(data) as im:
+        fmt = im.format or "image"
+        for i in range(_page_count(im, fmt, data, limits)):
+            yield _page(im, i, fmt, data, limits)
 
 
 def decode_pages(data: bytes, limits: InputLimits) -> list[np.ndarray]:
