@@ -273,7 +273,7 @@ def run(
 @click.option("--batch", "batch_id", type=int, default=None, help="Only this batch.")
 @click.option("--watch", is_flag=True, help="Refresh every 2 s until nothing is queued.")
 def status(db_url, batch_id, watch) -> None:
-    """Job counts by status, and the broker's queue depth when reachable."""
+    """Job counts by status, and the broker's queue depths when it is reachable."""
     import time
 
     from ocrq.storage import Store
@@ -283,10 +283,36 @@ def status(db_url, batch_id, watch) -> None:
         counts = store.counts(batch_id)
         total = sum(counts.values())
         line = "  ".join(f"{k} {v}" for k, v in counts.items())
-        click.echo(f"{'batch ' + str(batch_id) if batch_id else 'all'}: {total} jobs  {line}")
+        scope = f"batch {batch_id}" if batch_id else "all"
+        click.echo(f"{scope}: {total} jobs  {line}{_queue_depths()}")
         if not watch or (counts["queued"] + counts["running"]) == 0:
             return
         time.sleep(2)
+
+
+def _queue_depths() -> str:
+    """'  | broker: ocrq.ppocr 12' for non-empty ocrq queues, or '' when unreachable."""
+    import os
+
+    from ocrq.config import DEFAULT_BROKER_URL
+
+    url = os.environ.get("OCRQ_BROKER_URL", DEFAULT_BROKER_URL)
+    if not url.startswith(("redis://", "rediss://")):
+        return ""
+    try:
+        import redis
+
+        client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
+        depths = {
+            key.decode(): client.llen(key)
+            for key in client.scan_iter(match="ocrq.*", count=100)
+            if client.type(key) == b"list"
+        }
+        client.close()
+    except Exception:
+        return "  | broker: unreachable"
+    shown = " ".join(f"{name} {n}" for name, n in sorted(depths.items()) if n)
+    return f"  | broker: {shown or 'queues empty'}"
 
 
 @cli.command()

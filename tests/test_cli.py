@@ -84,3 +84,22 @@ def test_submit_without_broker_says_how_to_fix(tmp_path, monkeypatch):
 def test_missing_input_path_is_a_usage_error(tmp_path):
     result = CliRunner().invoke(cli, ["run", str(tmp_path / "nope")])
     assert result.exit_code == 2
+
+
+def test_status_shows_counts_and_queue_depth(tmp_path, redis_client):
+    write_pages(tmp_path / "in", 2)
+    db = f"sqlite:///{tmp_path}/q.db"
+    runner = CliRunner()
+    submitted = runner.invoke(cli, ["submit", str(tmp_path / "in"), "--db", db])
+    assert submitted.exit_code == 0, submitted.output
+    result = runner.invoke(cli, ["status", "--db", db])
+    assert result.exit_code == 0, result.output
+    assert "queued 2" in result.output and "ocrq.ppocr 2" in result.output
+
+
+def test_unreachable_database_exit_code(tmp_path):
+    result = CliRunner().invoke(
+        cli, ["status", "--db", "postgresql+psycopg://nobody:pw@127.0.0.1:1/none"]
+    )
+    assert result.exit_code == 4
+    assert "cannot reach results database" in result.output and ":pw@" not in result.output
