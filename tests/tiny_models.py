@@ -199,3 +199,14 @@ def tiny_trocr(out_dir: Path | str, encoder: str | None = None, kind: str = "sma
 def full_size_trocr(out_dir: Path | str, kind: str = "small", seed: int = 0) -> Path:
     """trocr-small-printed / trocr-base-printed shapes with random weights (benchmarks)."""
     return tiny_trocr(out_dir, kind=kind, seed=seed, size="full")
+
+
+def export_tiny(models_dir: Path | str, kind: str = "small", seed: int = 0, name: str | None = None,
+                check: bool = True) -> Path:  # fmt: skip
+    """Build a tiny model and export it into the cache `models_dir` (as `ocrq models export`)."""
+    from models.trocr.tools import export_model
+
+    models_dir = Path(models_dir)
+    name = name or f"tiny-{kind}-{seed}"
+    source = tiny_trocr(models_dir.parent / "hf" / name, kind=kind, seed=seed)
+    return export_model(str(source), models_dir, name=name, check=check)

@@ -1,0 +1,188 @@
+"""`ocrq models export|quantize|verify|list` for TrOCR on ONNX Runtime.
+
+Registered by models/cli.py. Only click is imported at module level; the commands import
+torch/transformers/onnxruntime when they run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ocrq.errors import OcrqError, UsageError
+
+
+def _models_dir(value: str | None) -> Path:
+    if value:
+        return Path(value)
+    from ocrq.config import settings_from_env
+
+    return settings_from_env().models_dir
+
+
+models_dir_option = click.option(
+    "--models-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Model cache (default: $OCRQ_MODELS or ~/.cache/ocrq/models).",
+)
+
+
+def _fail(exc: OcrqError) -> None:
+    """One line on stderr and the error's exit code, whichever group runs the command."""
+    click.secho(f"error: {exc}", fg="red", err=True)
+    raise SystemExit(exc.exit_code)
+
+
+@click.command("export")
+@click.argument("source")
+@click.option("--name", default=None, help="Name in the cache (default: last part of SOURCE).")
+@click.option("--no-check", is_flag=True, help="Skip the FP32 parity check against PyTorch.")
+@models_dir_option
+def export(source: str, name: str | None, no_check: bool, models_dir: str | None) -> None:
+    """Export a TrOCR / VisionEncoderDecoder (hub id or local directory) to ONNX."""
+    from models.cache import read_manifest
+    from models.trocr.tools import export_model
+
+    try:
+        out = export_model(source, _models_dir(models_dir), name=name, check=not no_check)
+    except OcrqError as exc:
+        _fail(exc)
+    parity = read_manifest(out).get("parity", {}).get("fp32")
+    click.echo(f"exported {source} -> {out}")
+    if parity:
+        click.echo(
+            f"fp32 parity: max |dlogit| {parity['max_abs_logit_diff']:.2e}, cosine "
+            f"{parity['logit_cosine']:.8f}, greedy rows identical "
+            f"{parity['greedy_rows_identical']}/{parity['inputs']}"
+        )
+
+
+@click.command("quantize")
+@click.argument("model")
+@click.option("--mode", type=click.Choice(["dynamic", "static"]), default="dynamic")
+@click.option(
+    "--calibration",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Folder of text-line crops for static calibration.",
+)
+@models_dir_option
+def quantize(model: str, mode: str, calibration: str | None, models_dir: str | None) -> None:
+    """INT8-quantize a cached model (dynamic, or static calibrated on real crops)."""
+    from models.trocr.tools import quantize as run
+
+    if mode == "static" and not calibration:
+        _fail(UsageError("--mode static needs --calibration DIR (a folder of line crops)"))
+    try:
+        result = run(
+            model, _models_dir(models_dir), mode, Path(calibration) if calibration else None
+        )
+    except OcrqError as exc:
+        _fail(exc)
+    agree = result["int8_vs_fp32"]
+    click.echo(
+        f"int8 ({mode}, per-channel) written; vs fp32 on {agree['on']}: cosine "
+        f"{agree['logit_cosine']:.6f}, token agreement {agree['greedy_token_agreement']:.4f}"
+    )
+
+
+def _row(name: str, r: dict) -> str:
+    status = "ok" if r["passed"] else "FAIL: " + "; ".join(r["failures"])
+    return (
+        f"{name:<10} {r['max_abs_logit_diff']:>12.3e} {r['max_rel_logit_diff']:>10.2e} "
+        f"{r['logit_cosine']:>12.8f} {r['greedy_rows_identical']:>4}/{r['inputs']:<4} "
+        f"{r['greedy_token_agreement']:>9.4f}  {status}"
+    )
+
+
+@click.command("verify")
+@click.argument("model")
+@click.option(
+    "--images",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Folder of line crops (default: rendered sample lines).",
+)
+@click.option("--backend", type=click.Choice(["onnx", "mlx", "all"]), default="onnx")
+@click.option("--source", default=None, help="PyTorch model (default: the manifest's source).")
+@click.option("--max-new-tokens", type=int, default=20, show_default=True)
+@click.option("--limit", type=int, default=16, show_default=True, help="Max images used.")
+@click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON.")
+@models_dir_option
+def verify(
+    model: str,
+    images: str | None,
+    backend: str,
+    source: str | None,
+    max_new_tokens: int,
+    limit: int,
+    as_json: bool,
+    models_dir: str | None,
+) -> None:
+    """Compare PyTorch with the ONNX (FP32, INT8) and/or MLX model; exit non-zero on failure."""
+    from models.trocr.tools import ParityError, verify_model
+
+    try:
+        reports = verify_model(
+            model,
+            _models_dir(models_dir),
+            Path(images) if images else None,
+            backend,
+            source,
+            max_new_tokens,
+            limit,
+        )
+    except OcrqError as exc:
+        _fail(exc)
+    if as_json:
+        click.echo(json.dumps(reports, indent=2, default=str))
+    else:
+        click.echo(
+            f"{'backend':<10} {'max|dlogit|':>12} {'rel':>10} {'cosine':>12} {'rows':>9} "
+            f"{'tok.agree':>9}"
+        )
+        for name, report in reports.items():
+            click.echo(_row(name, report))
+    failed = [name for name, r in reports.items() if not r["passed"]]
+    if not reports:
+        _fail(ParityError(f"nothing to verify for {model} with --backend {backend}"))
+    if failed:
+        _fail(ParityError(f"parity below thresholds: {', '.join(failed)}"))
+
+
+@click.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the full manifests as JSON.")
+@models_dir_option
+def list_(as_json: bool, models_dir: str | None) -> None:
+    """Models in the cache with their manifests."""
+    from models.cache import list_models
+
+    root = _models_dir(models_dir)
+    found = list_models(root)
+    if as_json:
+        click.echo(json.dumps(dict(found), indent=2, default=str))
+        return
+    if not found:
+        click.echo(f"no models in {root}")
+        return
+    for name, m in found:
+        if "error" in m:
+            click.echo(f"{name}: {m['error']}")
+            continue
+        size = sum(f.get("bytes", 0) for f in m.get("files", {}).values()) / 1e6
+        int8 = m.get("quantization", {}).get("int8", {}).get("mode")
+        parity = m.get("parity", {})
+        checks = ", ".join(
+            f"{k} {'ok' if v.get('passed') else 'FAIL'}" for k, v in sorted(parity.items())
+        )
+        click.echo(
+            f"{name}  [{m.get('kind')}]  source={m.get('source')}  {size:.1f} MB  "
+            f"int8={int8 or '-'}  parity: {checks or '-'}"
+        )
+
+
+list_.name = "list"
+COMMANDS = [export, quantize, verify, list_]

@@ -1,0 +1,191 @@
+"""What `ocrq models export|quantize|verify` do, as plain functions (the CLI is a thin shell).
+
+Heavy imports (torch, transformers) happen inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models import cache
+from models.trocr.images import load_images, sample_lines
+from models.trocr.preprocess import Preprocessor
+from ocrq.errors import ModelError
+
+KIND = "trocr"  # manifest "kind" of an exported ONNX TrOCR
+CHECK_TOKENS = 20  # decode steps of the parity checks
+
+
+class ParityError(ModelError):
+    """A backend's outputs are outside the parity thresholds."""
+
+
+def export_model(
+    source: str,
+    models_dir: Path,
+    name: str | None = None,
+    check: bool = True,
+) -> Path:
+    """Export SOURCE (hub id or directory) into `models_dir/name`; returns the directory.
+
+    Written into a temporary sibling and renamed at the end, so a failed export never
+    leaves a half model under the real name. With `check`, FP32 parity against PyTorch on
+    rendered sample lines is measured, recorded in the manifest, and must pass.
+    """
+    from models.trocr.export import OPSET, copy_side_files, export_onnx
+    from models.trocr.hf import load_pretrained
+    from models.trocr.reference import torch_reference
+    from models.trocr.verify import verify_onnx
+
+    model, tokenizer = load_pretrained(source)
+    name = name or cache.default_name(source)
+    final = cache.model_path(name, models_dir)
+    models_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=models_dir))
+    try:
+        graphs = export_onnx(model, tmp, OPSET)
+        source_dir = Path(source) if Path(source).is_dir() else None
+        side = copy_side_files(source_dir, tokenizer, model, tmp)
+        src = str(Path(source).resolve()) if source_dir else source
+        cache.write_manifest(tmp, cache.new_manifest(name, src, KIND, opset=OPSET))
+        cache.add_files(tmp, [*graphs, *side])
+        if check:
+            pixel_values = Preprocessor.from_file(tmp / "preprocessor_config.json")(sample_lines(4))
+            reference = torch_reference(source, pixel_values, CHECK_TOKENS, model=model)
+            report = verify_onnx(tmp, pixel_values, reference, "fp32")
+            cache.update_manifest(tmp, parity={"fp32": _summary(report, "sample lines")})
+            if not report["passed"]:
+                raise ParityError(f"export of {source}: FP32 parity failed: {report['failures']}")
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def _summary(report: dict[str, Any], inputs: str) -> dict[str, Any]:
+    keep = (
+        "inputs",
+        "max_abs_logit_diff",
+        "max_rel_logit_diff",
+        "logit_cosine",
+        "greedy_rows_identical",
+        "greedy_token_agreement",
+        "passed",
+        "dtype",
+    )
+    return {"on": inputs, **{k: report[k] for k in keep if k in report}}
+
+
+def quantize(
+    model: str, models_dir: Path, mode: str, calibration: Path | None = None
+) -> dict[str, Any]:
+    """INT8 graphs for a cached model; records them and INT8-vs-FP32 agreement."""
+    from models.trocr.quantize import quantize_model
+
+    model_dir = cache.resolve_model(model, models_dir)
+    crops = load_images(calibration) if calibration else None
+    info = quantize_model(model_dir, mode, crops)
+    if calibration:
+        info["calibration"] = str(Path(calibration).resolve())
+    cache.update_manifest(model_dir, quantization={"int8": info})
+    cache.add_files(model_dir, info["files"])
+    agreement = int8_vs_fp32(model_dir, crops[:16] if crops else sample_lines(8))
+    cache.update_manifest(model_dir, parity={"int8_vs_fp32": agreement})
+    return {"int8": info, "int8_vs_fp32": agreement}
+
+
+def int8_vs_fp32(model_dir: Path, crops: list[np.ndarray]) -> dict[str, Any]:
+    """What INT8 costs, measured against our own FP32 graphs (no PyTorch needed)."""
+    from models.trocr.reference import trim
+    from models.trocr.runtime import OnnxTrOCR, TokenIds, greedy
+    from models.trocr.verify import THRESHOLDS, compare, onnx_files
+
+    ids = TokenIds.from_dir(model_dir)
+    pixel_values = Preprocessor.from_file(model_dir / "preprocessor_config.json")(crops)
+    fp32 = OnnxTrOCR(*onnx_files(model_dir, "fp32"), ids, threads=2)
+    int8 = OnnxTrOCR(*onnx_files(model_dir, "int8"), ids, threads=2)
+    ref_tokens = [trim(d.tokens, ids.eos, ids.pad) for d in greedy(fp32, pixel_values, 20)]
+    prefix = np.full((len(crops), CHECK_TOKENS), ids.pad, np.int64)
+    prefix[:, 0] = ids.start
+    for row, tokens in zip(prefix, ref_tokens, strict=True):
+        row[1 : 1 + min(len(tokens), CHECK_TOKENS - 1)] = tokens[: CHECK_TOKENS - 1]
+    reference = {
+        "logits": fp32.teacher_forced_logits(pixel_values, prefix),
+        "greedy_tokens": ref_tokens,
+    }
+    ours = [trim(d.tokens, ids.eos, ids.pad) for d in greedy(int8, pixel_values, CHECK_TOKENS)]
+    report = compare(
+        int8.teacher_forced_logits(pixel_values, prefix), ours, reference, THRESHOLDS["int8"]
+    )
+    return _summary(report, f"{len(crops)} crops")
+
+
+def mlx_dir(model_dir: Path, models_dir: Path) -> Path | None:
+    """The MLX conversion that belongs with a model: itself, or `<name>-mlx` beside it."""
+    manifest = cache.read_manifest(model_dir)
+    if manifest.get("kind") == "trocr-mlx":
+        return model_dir
+    candidate = Path(models_dir) / f"{model_dir.name}-mlx"
+    return candidate if (candidate / cache.MANIFEST).is_file() else None
+
+
+def verify_model(
+    model: str,
+    models_dir: Path,
+    images: Path | None = None,
+    backend: str = "onnx",
+    source: str | None = None,
+    max_new_tokens: int = CHECK_TOKENS,
+    limit: int = 16,
+) -> dict[str, dict[str, Any]]:
+    """PyTorch vs each backend on the same inputs; results go into the manifest(s).
+
+    Returns {"onnx-fp32": report, "onnx-int8": report, "mlx": report}, whichever ran.
+    """
+    from models.trocr.reference import torch_reference
+    from models.trocr.verify import verify_onnx
+
+    model_dir = cache.resolve_model(model, models_dir)
+    manifest = cache.read_manifest(model_dir)
+    source = source or manifest.get("source")
+    if not source:
+        raise ModelError(f"{model_dir.name}: manifest has no source; pass --source")
+    crops = load_images(images, limit) if images else sample_lines(min(limit, 8))
+    on = f"{len(crops)} crops from {images}" if images else f"{len(crops)} sample lines"
+    pixel_values = Preprocessor.from_file(model_dir / "preprocessor_config.json")(crops)
+    reference = torch_reference(source, pixel_values, max_new_tokens)
+    reports: dict[str, dict[str, Any]] = {}
+    is_onnx = manifest.get("kind") == KIND
+    if backend in ("onnx", "all") and is_onnx:
+        precisions = ["fp32"] + (["int8"] if "int8" in manifest.get("quantization", {}) else [])
+        for precision in precisions:
+            reports[f"onnx-{precision}"] = verify_onnx(
+                model_dir, pixel_values, reference, precision
+            )
+        cache.update_manifest(
+            model_dir, parity={p: _summary(reports[f"onnx-{p}"], on) for p in precisions}
+        )
+    elif backend == "onnx":
+        raise ModelError(f"{model_dir.name} is not an ONNX export (kind {manifest.get('kind')})")
+    if backend in ("mlx", "all"):
+        target = mlx_dir(model_dir, models_dir)
+        if target is None:
+            if backend == "mlx":
+                raise ModelError(
+                    f"no MLX conversion of {model_dir.name}: run `ocrq models convert-mlx`"
+                )
+        else:
+            from models.mlx.verify import verify_mlx
+
+            reports["mlx"] = verify_mlx(target, pixel_values, reference)
+            cache.update_manifest(target, parity={"mlx": _summary(reports["mlx"], on)})
+    return reports
