@@ -41,8 +41,8 @@ def decoder_feeds(
     ids = np.full((len(pixel_values), 1), model.ids.start, np.int64)
     for _ in range(steps):
         feed = {"input_ids": ids}
-        feed.update(zip(model.past_names, past))
-        feed.update(zip(model.cross_names, cross))
+        feed.update(zip(model.past_names, past, strict=True))
+        feed.update(zip(model.cross_names, cross, strict=True))
         yield feed
         logits, past = model.step(ids, past, cross)
         ids = logits[:, -1].argmax(-1)[:, None].astype(np.int64)
@@ -75,8 +75,12 @@ class _Feeds:
 
 
 def _static(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]]) -> None:
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType
-    from onnxruntime.quantization import quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     reader = type("Reader", (_Feeds, CalibrationDataReader), {})(feeds)
     with _quiet():

@@ -89,8 +89,8 @@ class OnnxTrOCR:
     ) -> tuple[np.ndarray, list[np.ndarray]]:
         """logits [B, T, V] and the new self-attention K/V."""
         feed = {"input_ids": input_ids.astype(np.int64, copy=False)}
-        feed.update(zip(self.past_names, past))
-        feed.update(zip(self.cross_names, cross))
+        feed.update(zip(self.past_names, past, strict=True))
+        feed.update(zip(self.cross_names, cross, strict=True))
         out = self.decoder.run(None, feed)
         return out[0], out[1:]
 

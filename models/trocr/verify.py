@@ -58,7 +58,9 @@ def compare(
     theirs = reference["greedy_tokens"]
     same_rows = sum(o == t for o, t in zip(ours, theirs, strict=True))
     positions = sum(max(len(o), len(t)) for o, t in zip(ours, theirs, strict=True))
-    same = sum(sum(x == y for x, y in zip(o, t, strict=False)) for o, t in zip(ours, theirs))
+    same = sum(
+        sum(x == y for x, y in zip(o, t, strict=False)) for o, t in zip(ours, theirs, strict=True)
+    )
     failures = []
     if rel > limits.max_rel_diff:
         failures.append(f"max relative logit diff {rel:.2e} > {limits.max_rel_diff:.0e}")
