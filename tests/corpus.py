@@ -141,6 +141,40 @@ def png_corrupt_idat() -> bytes:
     )
 
 
+def _tiff_ifds(data: bytes) -> list[int]:
+    """Offsets of the IFDs of a little-endian classic TIFF."""
+    assert data[:4] == b"II*\x00"
+    out, pos = [], struct.unpack_from("<I", data, 4)[0]
+    while pos and pos not in out:
+        out.append(pos)
+        n = struct.unpack_from("<H", data, pos)[0]
+        pos = struct.unpack_from("<I", data, pos + 2 + 12 * n)[0]
+    return out
+
+
+def tiff_ifd_loop(im: Image.Image) -> bytes:
+    """A one-page TIFF whose next-IFD pointer points back at itself (a naive reader spins)."""
+    data = bytearray(_encode(im, "TIFF"))
+    ifd = _tiff_ifds(bytes(data))[0]
+    n = struct.unpack_from("<H", data, ifd)[0]
+    struct.pack_into("<I", data, ifd + 2 + 12 * n, ifd)
+    return bytes(data)
+
+
+def tiff_bomb_page(frames: list[Image.Image], page: int, width: int, height: int) -> bytes:
+    """A multi-page TIFF whose page `page` header claims width x height (data stays tiny)."""
+    data = bytearray(_encode(frames[0], "TIFF", save_all=True, append_images=frames[1:]))
+    ifd = _tiff_ifds(bytes(data))[page]
+    for k in range(struct.unpack_from("<H", data, ifd)[0]):
+        entry = ifd + 2 + 12 * k
+        tag, typ = struct.unpack_from("<HH", data, entry)
+        if tag in (256, 257):  # ImageWidth, ImageLength
+            value = width if tag == 256 else height
+            struct.pack_into("<HHII", data, entry, tag, 4, 1, value)  # as LONG
+            assert typ in (3, 4)
+    return bytes(data)
+
+
 def _upright_marker() -> Image.Image:
     """120x80: red block top-left, blue block bottom-right, white elsewhere."""
     im = Image.new("RGB", (120, 80), WHITE)
@@ -242,6 +276,17 @@ def make_corpus(dir: Path) -> dict[str, Expect]:
     png = _encode(Image.fromarray(arr), "PNG")
     file("truncated.png", png[: len(png) * 6 // 10], bad("truncated PNG"))
     file("corrupt_idat.png", png_corrupt_idat(), bad("corrupt PNG"))
+    small = [render_text(t, size=20) for t in ("first", "second")]
+    file(
+        "tiff_bomb_page2.tif",
+        tiff_bomb_page(small, 1, 60_000, 60_000),
+        bad("image 60000x60000 exceeds pixel limit", note="page 2's header is checked too"),
+    )
+    file(
+        "tiff_ifd_loop.tif",
+        tiff_ifd_loop(small[0]),
+        ok(size=small[0].size, note="IFD chain loops to itself: one page, no hang"),
+    )
     file(
         "bomb.png",
         png_bomb(),
