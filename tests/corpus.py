@@ -482,6 +482,12 @@ def make_corpus(dir: Path) -> dict[str, Expect]:
     return ex
 
 
+def submitted(expect: dict[str, Expect]) -> dict[str, Expect]:
+    """The cases a recursive walk hands to the queue: each ends `done` with `pages` pages
+    (`loads`) or `failed` with `reason_for(rooted)` in its error; nothing else is queued."""
+    return {rel: ex for rel, ex in expect.items() if ex.walk == WALK_FILE}
+
+
 def restore_permissions(dir: Path) -> None:
     """Undo the chmod 000 cases so an unprivileged owner can delete the corpus."""
     for rel in ("unreadable.png", "locked"):
