@@ -39,7 +39,10 @@ def load_pretrained(source: str | Path) -> tuple[Any, Any]:
     """(model in eval mode, tokenizer) from a hub id or a local directory."""
     import torch  # noqa: F401  (transformers needs it; imported here to fail clearly)
     from transformers import AutoTokenizer, VisionEncoderDecoderModel
+    from transformers.utils import logging as hf_logging
 
+    # the per-tensor "Loading weights" bar is noise in a CLI that prints its own report
+    hf_logging.disable_progress_bar()
     src = str(source)
     local = Path(src).is_dir()
     if not local and (src.startswith((".", "/", "~")) or Path(src).exists()):

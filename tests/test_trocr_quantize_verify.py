@@ -1,0 +1,120 @@
+"""`ocrq models quantize|verify|list` through click, on tiny exported models."""
+
+from __future__ import annotations
+
+import json
+
+import onnx
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from models import cache
+from models.cli import models_group
+from models.trocr.images import sample_lines
+from ocrq.errors import ModelError, UsageError
+from tests.tiny_models import export_tiny, tiny_trocr
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("qv") / "models"
+    export_tiny(root, "small", name="s")
+    export_tiny(root, "base", name="b")
+    return root
+
+
+@pytest.fixture(scope="module")
+def crops_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("crops")
+    for i, crop in enumerate(sample_lines(10)):
+        Image.fromarray(crop).save(folder / f"line{i:02d}.png")
+    return folder
+
+
+def run(models_dir, *args):
+    result = CliRunner().invoke(models_group, [*args, "--models-dir", str(models_dir)])
+    return result
+
+
+def op_types(path) -> set[str]:
+    return {node.op_type for node in onnx.load(str(path), load_external_data=False).graph.node}
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "static"])
+def test_quantize_then_verify(models_dir, crops_dir, mode):
+    args = ["quantize", "s", "--mode", mode]
+    if mode == "static":
+        args += ["--calibration", str(crops_dir)]
+    result = run(models_dir, *args)
+    assert result.exit_code == 0, result.output
+    model_dir = models_dir / "s"
+    manifest = cache.read_manifest(model_dir)
+    int8 = manifest["quantization"]["int8"]
+    assert int8["mode"] == mode and int8["per_channel"]
+    ops = op_types(model_dir / "decoder.int8.onnx")
+    if mode == "dynamic":
+        assert {"DynamicQuantizeLinear", "MatMulInteger"} <= ops
+    else:
+        assert {"QuantizeLinear", "DequantizeLinear"} <= ops and int8["calibration_crops"] == 10
+    cache.verify_files(model_dir, int8["files"])
+    agree = manifest["parity"]["int8_vs_fp32"]
+    assert agree["logit_cosine"] > 0.99 and 0 <= agree["greedy_token_agreement"] <= 1
+
+    result = run(models_dir, "verify", "s", "--images", str(crops_dir), "--json")
+    assert result.exit_code == 0, result.output
+    reports = json.loads(result.stdout)
+    assert set(reports) == {"onnx-fp32", "onnx-int8"}
+    fp32, q = reports["onnx-fp32"], reports["onnx-int8"]
+    assert fp32["greedy_rows_identical"] == fp32["inputs"] == 10
+    assert fp32["max_rel_logit_diff"] < 1e-4 and fp32["passed"]
+    # INT8 changes the logits (it is lossy) but stays close
+    assert 0.99 < q["logit_cosine"] < 1.0 and q["max_abs_logit_diff"] > fp32["max_abs_logit_diff"]
+    parity = cache.read_manifest(model_dir)["parity"]
+    assert parity["int8"]["on"].startswith("10 crops")
+
+
+def test_verify_fails_against_a_different_model(models_dir, tmp_path):
+    other = tiny_trocr(tmp_path / "other", kind="small", seed=7)
+    result = run(models_dir, "verify", "s", "--source", str(other))
+    assert result.exit_code == ModelError.exit_code
+    assert "parity below thresholds: onnx-fp32" in result.output
+    assert "FAIL" in result.output
+
+
+def test_verify_text_table_and_base(models_dir):
+    result = run(models_dir, "verify", "b", "--max-new-tokens", "12")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[1].startswith("onnx-fp32")
+
+
+def test_static_needs_calibration_and_unknown_model(models_dir):
+    result = run(models_dir, "quantize", "s", "--mode", "static")
+    assert result.exit_code == UsageError.exit_code
+    result = run(models_dir, "quantize", "nope")
+    assert result.exit_code == ModelError.exit_code and "not found" in result.output
+
+
+def test_list(models_dir):
+    result = run(models_dir, "list")
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert lines[0].startswith("b  [trocr]") and lines[1].startswith("s  [trocr]")
+    assert "fp32 ok" in result.output
+    result = run(models_dir, "list", "--json")
+    assert set(json.loads(result.stdout)) == {"b", "s"}
+
+
+def test_verify_mlx_backend(models_dir):
+    pytest.importorskip("mlx.core")
+    from models.mlx.convert import convert
+
+    result = run(models_dir, "verify", "b", "--backend", "mlx")
+    assert result.exit_code == ModelError.exit_code and "no MLX conversion" in result.output
+    source = cache.read_manifest(models_dir / "b")["source"]
+    convert(source, models_dir, out_dir=models_dir / "b-mlx")
+    result = run(models_dir, "verify", "b", "--backend", "all", "--json")
+    assert result.exit_code == 0, result.output
+    reports = json.loads(result.stdout)
+    assert reports["mlx"]["greedy_rows_identical"] == reports["mlx"]["inputs"]
+    assert "onnx-fp32" in reports
