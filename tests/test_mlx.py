@@ -29,7 +29,8 @@ from models import cache  # noqa: E402
 from models.mlx.convert import KEY_TABLE, convert, rename  # noqa: E402
 from models.mlx.generate import beam_search, greedy  # noqa: E402
 from models.mlx.model import load_model  # noqa: E402
-from models.mlx.verify import THRESHOLDS, trim, verify_mlx  # noqa: E402
+from models.mlx.verify import THRESHOLDS, verify_mlx  # noqa: E402
+from models.trocr.reference import torch_reference, trim  # noqa: E402
 from ocrq.errors import ModelError  # noqa: E402
 from tests.tiny_models import EOS, PAD, tiny_trocr  # noqa: E402
 
@@ -60,32 +61,6 @@ def pixel_batch(model_dir, n: int, seed: int = 0) -> np.ndarray:
     x[1::3] = rng.uniform(-1, 1)
     x[2::3, :, ::4] = 1.0
     return x
-
-
-def torch_reference(source_dir, pixel_values, max_new_tokens):
-    try:
-        from models.trocr.reference import torch_reference as reference
-    except ModuleNotFoundError:  # TEMPORARY until the ONNX side lands it
-        reference = _local_reference
-    return reference(source_dir, pixel_values, max_new_tokens)
-
-
-def _local_reference(source_dir, pixel_values, max_new_tokens):
-    from models.trocr.hf import load_pretrained
-
-    hf, _ = load_pretrained(source_dir)
-    pv = torch.from_numpy(pixel_values)
-    with torch.no_grad():
-        seq = hf.generate(pv, max_new_tokens=max_new_tokens, num_beams=1, do_sample=False)
-        ids = seq.clone()
-        ids[ids == PAD] = EOS
-        logits = hf(pixel_values=pv, decoder_input_ids=ids).logits.numpy()
-    return {
-        "logits": logits,
-        "decoder_input_ids": ids.numpy(),
-        "greedy_tokens": [row[1:].tolist() for row in seq.numpy()],
-        "max_new_tokens": max_new_tokens,
-    }
 
 
 # ---- conversion -------------------------------------------------------------------
@@ -269,7 +244,11 @@ def test_convert_mlx_cli(tiny, tmp_path):
     assert result.exit_code == 0, result.output
     out = tmp_path / "tiny-base-vit-mlx"
     assert str(out) in result.output
-    assert cache.read_manifest(out)["kind"] == "trocr-mlx"
+    manifest = cache.read_manifest(out)
+    assert manifest["kind"] == "trocr-mlx"
+    assert manifest["parity"]["mlx"]["passed"] is True  # checked at conversion
+    assert "parity vs PyTorch" in result.output
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no temp dirs left behind
     load_model(out)
 
 
@@ -299,3 +278,75 @@ def test_convert_mlx_cli_missing_local_dir(tmp_path):
     )
     assert result.exit_code == ModelError.exit_code
     assert "not found" in result.output
+
+
+# ---- engine -----------------------------------------------------------------------
+
+
+def test_engine_reads_a_rendered_page(tiny, models_dir):
+    from models.page import read_page
+    from models.registry import load_engine
+    from models.trocr.preprocess import Preprocessor
+    from ocrq.config import EngineOptions
+    from tests.fixtures_text import render_page
+
+    _, out = tiny["small-deit"]
+    options = EngineOptions(engine="trocr-mlx", model=out.name, batch_size=2, max_new_tokens=12)
+    engine = load_engine(options, models_dir)
+    assert engine.name == "trocr-mlx"
+    assert engine.provenance["sha256"] == cache.sha256_file(out / "model.safetensors")
+    assert engine.provenance["precision"] == "float32"
+
+    page = render_page(["The quick brown fox", "jumps over the lazy dog", "Invoice 4711"])
+    pairs = read_page(engine, page)
+    assert len(pairs) == 3  # the PP-OCR detector found the three lines
+
+    # What the engine returns is exactly greedy decoding of the preprocessed crops.
+    from models.crops import crop_quad
+
+    crops = [crop_quad(page, region.quad) for region, _ in pairs]
+    expected = greedy(
+        load_model(out), Preprocessor.from_file(out / "preprocessor_config.json")(crops), 12
+    )
+    tokenizer = engine.recognizer.tokenizer
+    for (_, line), d in zip(pairs, expected, strict=True):
+        assert line.text == tokenizer.decode(d.tokens, skip_special_tokens=True).strip()
+        assert line.confidence == pytest.approx(d.confidence, rel=1e-5)
+        assert 0.0 < line.confidence <= 1.0
+
+
+def test_engine_beam_option_runs_beam_search(tiny, models_dir):
+    from models.registry import load_engine
+    from ocrq.config import EngineOptions
+    from tests.fixtures_text import render_line
+
+    _, out = tiny["base-vit"]
+    crops = [render_line("Hello world"), render_line("0123"), render_line("Batch OCR workers")]
+    options = EngineOptions(engine="trocr-mlx", model=out.name, max_new_tokens=10, num_beams=3)
+    recognizer = load_engine(options, models_dir).recognizer
+    lines = recognizer.recognize(crops)
+    expected = beam_search(recognizer.model, recognizer.preprocess(crops), 10, 3)
+    assert [line.confidence for line in lines] == pytest.approx([d.confidence for d in expected])
+    assert len(lines) == 3
+
+
+def test_engine_model_names(tiny, models_dir):
+    from models.mlx.engine import resolve
+
+    _, out = tiny["small-deit"]
+    assert resolve(out.name, models_dir) == out
+    assert resolve("tiny-small-deit", models_dir) == out  # the ONNX export's name
+    assert resolve(str(out), models_dir) == out
+    with pytest.raises(ModelError, match="convert-mlx"):
+        resolve("no-such-model", models_dir)
+    with pytest.raises(ModelError, match="--model"):
+        resolve(None, models_dir)
+
+
+def test_engine_refuses_int8(tiny, models_dir):
+    from models.registry import load_engine
+    from ocrq.config import EngineOptions
+
+    _, out = tiny["small-deit"]
+    with pytest.raises(ModelError, match="dtype"):
+        load_engine(EngineOptions(engine="trocr-mlx", model=out.name, precision="int8"), models_dir)

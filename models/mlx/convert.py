@@ -8,8 +8,12 @@ silently dropping a weight.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -84,11 +88,15 @@ def convert(
     models_dir: Path,
     dtype: str = "float32",
     out_dir: Path | None = None,
+    check: bool = True,
 ) -> Path:
     """Convert SOURCE (hub id or local dir) to MLX; returns the model directory.
 
-    The default directory is `models_dir/<name>-mlx`; its manifest records the source,
-    files with sha256, versions and the dtype.
+    The default directory is `models_dir/<name>-mlx`, beside the ONNX export of the same
+    source. It is written into a temporary sibling and renamed at the end, so a failed
+    conversion never leaves a half model. The manifest records the source, files with
+    sha256, versions and the dtype; with `check`, parity against PyTorch on rendered
+    sample lines is measured, recorded (parity.mlx) and must pass.
     """
     import mlx.core as mx
 
@@ -103,21 +111,43 @@ def convert(
     state = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
     weights = convert_state_dict(state)
 
-    name = cache.default_name(str(source)) + MLX_SUFFIX
-    out_dir = Path(out_dir) if out_dir else cache.model_path(name, models_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    arrays = {k: mx.array(v).astype(getattr(mx, dtype)) for k, v in weights.items()}
-    mx.save_safetensors(str(out_dir / WEIGHTS_FILE), arrays, metadata={"format": "mlx"})
     source_dir = Path(source) if Path(source).is_dir() else None
-    side_files = copy_side_files(source_dir, tokenizer, model, out_dir)
-    # Loading what we wrote is the cheapest proof that names, shapes and config agree.
-    load_model(out_dir)
-    manifest = cache.new_manifest(
-        out_dir.name,
-        str(source),
-        KIND,
-        mlx={"dtype": dtype, "weights": WEIGHTS_FILE, "tensors": len(arrays)},
-    )
-    cache.write_manifest(out_dir, manifest)
-    cache.add_files(out_dir, [WEIGHTS_FILE, *side_files])
-    return out_dir
+    name = cache.default_name(str(source)) + MLX_SUFFIX
+    final = Path(out_dir) if out_dir else cache.model_path(name, models_dir)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        arrays = {k: mx.array(v).astype(getattr(mx, dtype)) for k, v in weights.items()}
+        mx.save_safetensors(str(tmp / WEIGHTS_FILE), arrays, metadata={"format": "mlx"})
+        side_files = copy_side_files(source_dir, tokenizer, model, tmp)
+        load_model(tmp)  # names, shapes and config agree, or this raises
+        recorded = str(source_dir.resolve()) if source_dir else str(source)
+        mlx_info = {"dtype": dtype, "weights": WEIGHTS_FILE, "tensors": len(arrays)}
+        cache.write_manifest(tmp, cache.new_manifest(final.name, recorded, KIND, mlx=mlx_info))
+        cache.add_files(tmp, [WEIGHTS_FILE, *side_files])
+        if check:
+            _check_parity(tmp, source, model)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def _check_parity(model_dir: Path, source: str | Path, torch_model: Any) -> None:
+    """MLX vs the PyTorch model just loaded, on rendered sample lines; recorded."""
+    from models import cache
+    from models.mlx.verify import verify_mlx
+    from models.trocr.images import sample_lines
+    from models.trocr.preprocess import Preprocessor
+    from models.trocr.reference import torch_reference
+    from models.trocr.tools import CHECK_TOKENS, ParityError, _summary
+
+    pixel_values = Preprocessor.from_file(model_dir / "preprocessor_config.json")(sample_lines(4))
+    reference = torch_reference(source, pixel_values, CHECK_TOKENS, model=torch_model)
+    report = verify_mlx(model_dir, pixel_values, reference)
+    cache.update_manifest(model_dir, parity={"mlx": _summary(report, "4 sample lines")})
+    if not report["passed"]:
+        raise ParityError(f"conversion of {source}: MLX parity failed: {report['failures']}")
