@@ -9,7 +9,10 @@ the caller can retry (a transient DB error) or let the broker redeliver.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+import numpy as np
 
 from models.base import Engine
 from ocrq.config import EngineOptions, InputLimits
@@ -28,14 +31,27 @@ class Outcome:
     error: str | None = None
 
 
-def ocr_pages(engine: Engine, pages: list) -> tuple[list[RegionResult], dict[str, float]]:
-    """Recognize every page; returns region rows in reading order and stage timings."""
+def ocr_pages(
+    engine: Engine, pages: Iterable[np.ndarray]
+) -> tuple[list[RegionResult], dict[str, float], int]:
+    """Recognize pages one at a time (a long TIFF is never all in memory); returns region
+    rows in reading order, seconds spent decoding and recognizing, and the page count.
+    `BadImage` from a page that cannot be decoded propagates."""
     from models.order import group_lines
     from models.page import read_page
 
     regions: list[RegionResult] = []
-    started = time.perf_counter()
-    for page_no, image in enumerate(pages):
+    timings = {"load": 0.0, "ocr": 0.0}
+    page_no = -1
+    iterator = iter(pages)
+    while True:
+        started = time.perf_counter()
+        image = next(iterator, None)
+        timings["load"] += time.perf_counter() - started
+        if image is None:
+            break
+        page_no += 1
+        started = time.perf_counter()
         pairs = read_page(engine, image)
         line_of = {
             i: line_no
@@ -48,7 +64,8 @@ def ocr_pages(engine: Engine, pages: list) -> tuple[list[RegionResult], dict[str
                     page_no, idx, region.quad, line.text, float(line.confidence), line_of[idx]
                 )
             )
-    return regions, {"ocr": time.perf_counter() - started}
+        timings["ocr"] += time.perf_counter() - started
+    return regions, timings, page_no + 1
 
 
 def process_job(
@@ -60,8 +77,7 @@ def process_job(
     worker: str,
     max_attempts: int = 3,
 ) -> Outcome:
-    from ocrq.images import load_pages
-    from ocrq.inputs import check_input_path
+    from ocrq.images import iter_pages
 
     job = store.start_job(job_id, worker)
     if job is None:
@@ -87,28 +103,26 @@ def process_job(
         store.fail_job(job_id, reason)
         return Outcome(job_id, OUTCOME_FAILED, error=reason)
     try:
-        path = check_input_path(decode_path(job["path"]), limits)
-        pages = load_pages(path, limits)
+        regions, timings, page_count = ocr_pages(
+            engine, iter_pages(decode_path(job["path"]), limits)
+        )
     except BadImage as exc:
         reason = str(exc)
         store.fail_job(job_id, reason, timings={"total": time.perf_counter() - started})
         return Outcome(job_id, OUTCOME_FAILED, error=reason)
-    loaded = time.perf_counter()
-    try:
-        regions, timings = ocr_pages(engine, pages)
     except Exception as exc:  # ocr_pages touches no database: the page is at fault
         # A page the engine cannot handle is this job's fault, not the worker's:
         # fail it with the reason instead of redelivering it forever.
         reason = f"recognition failed: {type(exc).__name__}: {exc}"[:500]
         store.fail_job(job_id, reason, timings={"total": time.perf_counter() - started})
         return Outcome(job_id, OUTCOME_FAILED, error=reason)
-    timings = {"load": loaded - started, **timings, "total": time.perf_counter() - started}
+    timings = {**timings, "total": time.perf_counter() - started}
     store.finish_job(
         job_id,
         regions,
-        pages=len(pages),
+        pages=page_count,
         timings=timings,
         provenance=engine.provenance,
         options=options.as_dict(),
     )
-    return Outcome(job_id, OUTCOME_DONE, regions=len(regions), pages=len(pages))
+    return Outcome(job_id, OUTCOME_DONE, regions=len(regions), pages=page_count)

@@ -13,8 +13,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
+from ocrq.inputs import display_path
 from ocrq.scoring import dehyphenate
-from ocrq.storage import Store
+from ocrq.storage import Store, decode_path
 
 FORMATS = ("csv", "json", "jsonl")
 LEVELS = ("page", "region")
@@ -59,6 +60,11 @@ class ExportOptions:
     chunk: int = 200
 
 
+def shown_path(stored: str) -> str:
+    """The path as a person reads it: undecodable bytes of non-UTF-8 names as \\xNN."""
+    return display_path(decode_path(stored))
+
+
 def page_text(regions: list[dict], *, join_hyphens: bool = False) -> str:
     """Regions in reading order: those on one visual line joined by a space, lines by a
     newline, pages separated by a blank line."""
@@ -97,7 +103,7 @@ def _records(store: Store, jobs: list[dict], opts: ExportOptions) -> Iterator[di
             for region in found:
                 yield {
                     "job_id": job["id"],
-                    "path": job["path"],
+                    "path": shown_path(job["path"]),
                     **{k: region[k] for k in ("page", "line", "idx", "text", "confidence")},
                     **{k: round(region[k], 1) for k in ("x0", "y0", "x1", "y1")},
                     "quad": region["quad"],
@@ -112,7 +118,7 @@ def _page_record(job: dict, regions: list[dict], opts: ExportOptions) -> dict[st
     timings = job.get("timings") or {}
     return {
         "job_id": job["id"],
-        "path": job["path"],
+        "path": shown_path(job["path"]),
         "sha256": job["sha256"],
         "status": job["status"],
         "error": job["error"],

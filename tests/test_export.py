@@ -88,3 +88,16 @@ def test_page_text_joins_lines_and_separates_pages():
         {"page": 1, "line": 0, "idx": 0, "text": "c"},
     ]
     assert page_text(regions) == "Milk 1.20\nb\n\nc"
+
+
+def test_non_utf8_paths_export_readable(sqlite_url):
+    from ocrq.storage import encode_path
+
+    store = Store(sqlite_url)
+    batch = store.create_batch([], [], OPTIONS)
+    raw = "/d/caf\udce9.png"
+    store.add_jobs(
+        batch, [NewJob(encode_path(raw), "e" * 64, 1)], OPTIONS, model_key("ppocr", None, "fp32")
+    )
+    (record,) = json.loads(_export(store, fmt="json"))
+    assert record["path"] == "/d/caf\\xe9.png"
