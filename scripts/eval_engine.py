@@ -77,13 +77,31 @@ def score(set_name: str, hyp: str, ref: str) -> tuple[int, int]:
 # ---------------------------------------------------------------- engines
 
 
-def ours(precision: str, **cfg) -> Runner:
+def ours(precision: str, overrides: str = "") -> Runner:
+    """Our engine; `overrides` like "detector.max_side=1600;recognizer.bucket_ratio=2"."""
+    from dataclasses import replace
+
     from models.page import read_page
     from models.ppocr.engine import PPOCRConfig, load
     from ocrq.config import EngineOptions
 
+    cfg = PPOCRConfig()
+    options = EngineOptions(precision=precision)
+    for item in filter(None, overrides.split(";")):
+        key, value = item.split("=")
+        if "." not in key:
+            if key in EngineOptions.__dataclass_fields__:
+                options = replace(options, **{key: type(getattr(options, key))(value)})
+            else:
+                cfg = replace(cfg, **{key: value.lower() in ("1", "true", "yes")})
+            continue
+        part, field = key.split(".")
+        sub = getattr(cfg, part)
+        cast = type(getattr(sub, field))
+        cast_value = value.lower() in ("1", "true") if cast is bool else cast(value)
+        cfg = replace(cfg, **{part: replace(sub, **{field: cast_value})})
     models_dir = Path(os.environ.get("OCRQ_MODELS", "/tmp/ocrq-models"))
-    engine = load(EngineOptions(precision=precision), models_dir, 1, PPOCRConfig(**cfg))
+    engine = load(options, models_dir, 1, cfg)
 
     def run(path: Path, image: np.ndarray, set_name: str) -> Boxes:
         return [(*r.bbox, t.text) for r, t in read_page(engine, image)]
@@ -161,10 +179,12 @@ def tesseract() -> Runner:
 
 
 def make_runner(name: str) -> Runner:
-    if name == "ppocr":
-        return ours("fp32")
-    if name == "ppocr-int8":
-        return ours("int8")
+    base, _, overrides = name.partition("[")
+    overrides = overrides.rstrip("]")
+    if base == "ppocr":
+        return ours("fp32", overrides)
+    if base == "ppocr-int8":
+        return ours("int8", overrides)
     if name == "rapidocr":
         return rapidocr()
     if name == "tesseract":
@@ -180,8 +200,12 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="write per-item results here")
     ap.add_argument("--show", action="store_true", help="print per-item CER")
     args = ap.parse_args()
-    names = args.engines.split(",")
-    runners = {n: make_runner(n) for n in names}
+    # "ppocr", or "label=ppocr[detector.max_side=1600;recognizer.bucket_ratio=2]" for variants
+    specs = [
+        e.partition("=")[::2] if "=" in e.split("[")[0] else (e, e) for e in args.engines.split(",")
+    ]
+    runners = {label: make_runner(spec) for label, spec in specs}
+    width = max(12, *(len(label) for label in runners))
     totals: dict[tuple[str, str], list[float]] = {}
     items = []
     for set_name in args.sets.split(","):
@@ -214,13 +238,13 @@ def main() -> None:
                 )
                 if args.show:
                     print(
-                        f"{name:12s} {path.name:28s} cer={dist / max(n, 1):.4f} {dt:.3f}s",
+                        f"{name:{width}s} {path.name:28s} cer={dist / max(n, 1):.4f} {dt:.3f}s",
                         flush=True,
                     )
-    print(f"\n{'engine':12s} {'set':16s} {'items':>5s} {'CER %':>7s} {'s/item':>8s}")
+    print(f"\n{'engine':{width}s} {'set':16s} {'items':>5s} {'CER %':>7s} {'s/item':>8s}")
     for (name, set_name), (dist, n, secs, count) in totals.items():
         print(
-            f"{name:12s} {set_name:16s} {count:5d} {100 * dist / max(n, 1):7.2f} {secs / count:8.3f}"
+            f"{name:{width}s} {set_name:16s} {count:5d} {100 * dist / max(n, 1):7.2f} {secs / count:8.3f}"
         )
     if args.json:
         args.json.write_text(

@@ -1,0 +1,166 @@
+"""INT8 copies of the PP-OCR graphs, generated into the models cache on first use.
+
+Each output has a manifest beside it (`<file>.json`: source name and sha256, output sha256,
+method, settings), so a result's provenance names exactly what ran, and a changed source
+(new rapidocr wheel) regenerates the file instead of silently running a stale one.
+
+Method per graph (measured with scripts/eval_engine.py, see the engine's report):
+- both graphs are mostly Conv. Dynamic quantization turns Conv into ConvInteger, which
+  ORT runs slower than FP32 Conv on this CPU, so we use static QDQ quantization of Conv
+  and MatMul (per-channel weights, activations calibrated with MinMax on rendered text),
+  which ORT fuses into QLinearConv / integer MatMul.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from models.ppocr import resources
+from ocrq.errors import ModelError
+
+QUANT_VERSION = 1  # bump when the recipe changes: regenerates cached files
+
+RECIPES: dict[str, dict] = {
+    "det": {"method": "static-qdq", "ops": ["Conv"], "per_channel": True, "calib": 12},
+    "rec": {"method": "static-qdq", "ops": ["Conv", "MatMul"], "per_channel": True, "calib": 16},
+    "cls": {"method": "static-qdq", "ops": ["Conv"], "per_channel": True, "calib": 8},
+}
+
+
+def int8_dir(models_dir: Path) -> Path:
+    return Path(models_dir) / "ppocr-int8"
+
+
+def _calibration(kind: str, count: int):
+    from onnxruntime.quantization import CalibrationDataReader
+
+    from models.ppocr import calibration
+
+    if kind == "det":
+        source = calibration.detector_inputs(count)
+    else:
+        source = calibration.recognizer_inputs(count)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.it = iter(source)
+
+        def get_next(self):
+            tensor = next(self.it, None)
+            return None if tensor is None else {"x": tensor}
+
+    return Reader()
+
+
+def quantize_file(kind: str, source: Path, output: Path, recipe: dict) -> None:
+    # Per-channel QDQ needs DequantizeLinear's `axis` (opset 13); the wheel's graphs are
+    # opset 11, so convert first (a pure version bump for the ops these graphs use).
+    import onnx
+    from onnx import version_converter
+
+    model = onnx.load(str(source))
+    if max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) < 13:
+        model = version_converter.convert_version(model, 13)
+    staged = output.with_name(output.stem + ".opset13.onnx")
+    onnx.save(model, str(staged))
+    try:
+        _quantize(kind, staged, output, recipe)
+    finally:
+        staged.unlink(missing_ok=True)
+
+
+def _quantize(kind: str, source: Path, output: Path, recipe: dict) -> None:
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
+
+    if recipe["method"] == "dynamic":
+        quantize_dynamic(
+            str(source),
+            str(output),
+            weight_type=QuantType.QInt8,
+            per_channel=recipe["per_channel"],
+            op_types_to_quantize=recipe["ops"],
+        )
+        return
+    quantize_static(
+        str(source),
+        str(output),
+        _calibration(kind, recipe["calib"]),
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=recipe["ops"],
+        per_channel=recipe["per_channel"],
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+    )
+
+
+def ensure_int8(kind: str, source: Path, models_dir: Path, recipe: dict | None = None) -> Path:
+    """Path of the INT8 graph for `source`, generating it (and its manifest) if missing or
+    stale. Safe when several workers start at once: each writes a temp file and renames."""
+    recipe = recipe or RECIPES[kind]
+    out_dir = int8_dir(models_dir)
+    output = out_dir / f"{source.stem}.int8.onnx"
+    manifest_path = output.with_suffix(".json")
+    wanted = {
+        "source": source.name,
+        "source_sha256": resources.sha256_file(source),
+        "version": QUANT_VERSION,
+        **recipe,
+    }
+    if _is_current(output, manifest_path, wanted):
+        return output
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        lock = open(out_dir / f"{source.stem}.lock", "w")  # noqa: SIM115 - held until return
+    except OSError as exc:
+        raise ModelError(f"cannot write INT8 model into {out_dir}: {exc}") from exc
+    with lock:
+        # One process quantizes; the others wait here and then find a current file.
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _is_current(output, manifest_path, wanted):
+            return output
+        _generate(kind, source, output, manifest_path, wanted, recipe)
+    return output
+
+
+def _is_current(output: Path, manifest_path: Path, wanted: dict) -> bool:
+    if not (output.is_file() and manifest_path.is_file()):
+        return False
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, ValueError):
+        return False
+    return all(manifest.get(k) == v for k, v in wanted.items()) and manifest.get(
+        "output_sha256"
+    ) == resources.sha256_file(output)
+
+
+def _generate(
+    kind: str, source: Path, output: Path, manifest_path: Path, wanted: dict, recipe: dict
+) -> None:
+    out_dir = output.parent
+    try:
+        fd, tmp_name = tempfile.mkstemp(suffix=".onnx", dir=out_dir)
+        os.close(fd)
+        quantize_file(kind, source, Path(tmp_name), recipe)
+        os.replace(tmp_name, output)
+    except OSError as exc:
+        raise ModelError(f"cannot write INT8 model into {out_dir}: {exc}") from exc
+    finally:
+        if "tmp_name" in locals() and os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+    manifest = {**wanted, "output": output.name, "output_sha256": resources.sha256_file(output)}
+    tmp_manifest = manifest_path.with_suffix(f".{os.getpid()}.tmp")
+    tmp_manifest.write_text(json.dumps(manifest, indent=1))
+    os.replace(tmp_manifest, manifest_path)
