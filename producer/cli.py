@@ -111,6 +111,9 @@ def walk_options(func: Callable) -> Callable:
             help="Descend into sub-folders.",
         ),
         click.option("--force", is_flag=True, help="Run files again even when already done."),
+        click.option(
+            "--hidden", is_flag=True, help="Include hidden files and folders (names with a dot)."
+        ),
     ]
     return functools.reduce(lambda f, d: d(f), reversed(decorators), func)
 
@@ -150,7 +153,9 @@ def cli() -> None:
 @engine_options
 @db_option
 @click.option("--chunk", default=1000, show_default=True, help="Messages per pipelined publish.")
-def submit(paths, patterns, recursive, force, engine, model, precision, db_url, chunk) -> None:
+def submit(
+    paths, patterns, recursive, force, hidden, engine, model, precision, db_url, chunk
+) -> None:
     """Walk PATHS, record a job per new image and enqueue it to Redis for the workers."""
     from producer.collect import collect, report_unreadable
     from producer.submit import Enqueuer
@@ -160,7 +165,7 @@ def submit(paths, patterns, recursive, force, engine, model, precision, db_url, 
     enqueuer = Enqueuer(queue_name(engine), chunk=chunk)
     enqueuer.check_broker()
     store = _store(settings)
-    found = collect(paths, patterns, recursive)
+    found = collect(paths, patterns, recursive, include_hidden=hidden)
     plan, batch_id, to_send = _plan_and_record(store, settings, found, force, paths, patterns)
     with click.progressbar(length=len(to_send), label="enqueue", file=sys.stderr) as bar:
         import time
@@ -227,6 +232,7 @@ def run(
     patterns,
     recursive,
     force,
+    hidden,
     engine,
     model,
     precision,
@@ -244,7 +250,7 @@ def run(
 
     settings = _settings(db_url, engine, model, precision)
     store = _store(settings)
-    found = collect(paths, patterns, recursive)
+    found = collect(paths, patterns, recursive, include_hidden=hidden)
     plan, batch_id, to_send = _plan_and_record(store, settings, found, force, paths, patterns)
     store.mark_enqueued(to_send)
     store.dispose()

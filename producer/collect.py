@@ -38,10 +38,12 @@ class Collected:
     patterns: tuple[str, ...] = DEFAULT_PATTERNS
 
 
-def collect(paths: Sequence[Path], patterns: Sequence[str], recursive: bool) -> Collected:
+def collect(
+    paths: Sequence[Path], patterns: Sequence[str], recursive: bool, include_hidden: bool = False
+) -> Collected:
     found = Collected(patterns=tuple(patterns) or DEFAULT_PATTERNS)
     entries = []
-    for entry in walk(paths, found.patterns, recursive):
+    for entry in walk(paths, found.patterns, recursive, include_hidden=include_hidden):
         if entry.ok:
             entries.append(entry)
         else:
