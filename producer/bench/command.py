@@ -1,0 +1,200 @@
+"""`ocrq bench FOLDER...`: every runner on every set, side by side in one run.
+
+For each set, the runners go one after another (so the figures of one set are measured
+within minutes of each other on this shared, noisy machine), each in its own pinned,
+single-threaded processes: our engine per precision, the queue path (`ocrq run` with
+pinned workers), RapidOCR's own pipeline and the Tesseract CLI. Peers that are not
+installed are reported as such; they are never required.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from ocrq.errors import OcrqError
+from producer.bench.evalsets import EvalSet, discover
+from producer.bench.pool import PoolResult, allowed_cores, run_pool
+from producer.bench.report import (
+    Row,
+    Scored,
+    add_ratios,
+    draw_chart,
+    format_table,
+    status_row,
+    summarize,
+    write_json,
+)
+from producer.bench.runners import DEFAULT_RUNNERS, RunnerSpec, parse_runner, unavailable
+
+FOOTNOTE = (
+    "pages/s: items per second over the warm span (every process loaded; queue: first job "
+    "start to last job end), all processes together; lines/s: text lines read per second "
+    "(items on line sets); p50/p95: seconds per item inside one process; RSS MB: peak of "
+    "the runner's largest process; x rapid: pages/s over RapidOCR's on the same set."
+)
+
+
+@click.command("bench")
+@click.argument(
+    "folders",
+    nargs=-1,
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+)
+@click.option(
+    "--runner",
+    "-r",
+    "runners",
+    multiple=True,
+    help="ours-fp32, ours-int8, queue, queue-int8, rapidocr, tesseract; '@N' sets the "
+    "process count (ours-fp32@1). Repeatable. Default: " + ", ".join(DEFAULT_RUNNERS) + ".",
+)
+@click.option("--limit", type=int, default=0, help="At most N items per set (0: all).")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write results here.")
+@click.option("--chart", type=click.Path(path_type=Path), help="Draw CER vs pages/s (PNG).")
+@click.option(
+    "--workers",
+    "-w",
+    type=int,
+    default=2,
+    show_default=True,
+    help="Pinned processes per runner (one per core) unless the runner says @N.",
+)
+@click.option(
+    "--models-dir",
+    envvar="OCRQ_MODELS",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Model cache for our engine (env OCRQ_MODELS).",
+)
+@click.option(
+    "--tesseract",
+    "tesseract_cmd",
+    default="tesseract",
+    show_default=True,
+    help="Tesseract executable.",
+)
+@click.pass_context
+def bench(ctx, folders, runners, limit, json_path, chart, workers, models_dir, tesseract_cmd):
+    """Score engines and peers on FOLDERs of images with NAME.gt.txt beside each."""
+    try:
+        _bench(folders, runners, limit, json_path, chart, workers, models_dir, tesseract_cmd)
+    except OcrqError as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        ctx.exit(exc.exit_code)
+
+
+def _bench(folders, runners, limit, json_path, chart, workers, models_dir, tesseract_cmd):
+    from ocrq.config import settings_from_env
+    from ocrq.errors import UsageError
+
+    if workers < 1:
+        raise UsageError("--workers must be at least 1")
+    models_dir = Path(models_dir or settings_from_env().models_dir)
+    specs = [parse_runner(label, workers) for label in (runners or DEFAULT_RUNNERS)]
+    sets = discover(folders, limit or None)
+    click.echo(
+        "sets: "
+        + ", ".join(f"{s.name} ({len(s.items)})" for s in sets)
+        + f"; runners: {', '.join(s.label for s in specs)}; cores {allowed_cores()}",
+        err=True,
+    )
+    started = time.time()
+    rows: list[Row] = []
+    items: list[dict] = []
+    for evalset in sets:
+        for spec in specs:
+            scored = _run_one(spec, evalset, models_dir, tesseract_cmd)
+            rows.append(scored.row)
+            items.extend(scored.items)
+            click.echo(f"  {evalset.name:16s} {spec.label:14s} {_brief(scored.row)}", err=True)
+    add_ratios(rows)
+    click.echo(format_table(rows))
+    click.echo("\n" + FOOTNOTE)
+    meta = _meta(folders, specs, limit, workers, models_dir, started)
+    if json_path:
+        write_json(json_path, rows, items, meta)
+        click.echo(f"wrote {json_path}")
+    if chart:
+        try:
+            draw_chart(chart, rows, title=f"ocrq bench, {time.strftime('%Y-%m-%d %H:%M')}")
+            click.echo(f"wrote {chart}")
+        except ImportError:
+            click.echo("no chart: matplotlib is not installed (pip install ocrq[bench])", err=True)
+
+
+def _run_one(spec: RunnerSpec, evalset: EvalSet, models_dir: Path, tesseract_cmd: str) -> Scored:
+    missing = unavailable(spec, tesseract_cmd)
+    if missing:
+        return Scored(status_row(spec.label, evalset, spec.processes, missing))
+    precision = spec.precision if spec.kind in ("ours", "queue") else None
+    if spec.kind == "queue":
+        from producer.bench.queue import run_queue
+
+        result: PoolResult = run_queue(
+            [i.image for i in evalset.items], spec.processes, spec.precision, models_dir
+        )
+    else:
+        line = evalset.conventions.line_images
+        factory = ("producer.bench.runners", "make_reader", (spec, str(models_dir), tesseract_cmd))
+        result = run_pool(factory, [(i.image, line) for i in evalset.items], spec.processes)
+    return summarize(spec.label, evalset, spec.processes, result, precision)
+
+
+def _brief(row: Row) -> str:
+    if row.status != "ok":
+        return row.status
+    return (
+        f"CER {100 * (row.cer or 0):.2f} %, {row.items_per_s or 0:.2f} items/s "
+        f"({row.total_s or 0:.1f} s with start-up)"
+    )
+
+
+def _versions() -> dict:
+    import importlib.metadata as md
+    import shutil
+    import subprocess
+
+    out = {"python": platform.python_version()}
+    for package in ("onnxruntime", "rapidocr", "numpy"):
+        try:
+            out[package] = md.version(package)
+        except md.PackageNotFoundError:
+            out[package] = None
+    if shutil.which("tesseract"):
+        proc = subprocess.run(["tesseract", "--version"], capture_output=True, text=True)
+        first = (proc.stdout or proc.stderr).splitlines()
+        out["tesseract"] = first[0] if first else None
+    return out
+
+
+def _meta(folders, specs, limit, workers, models_dir, started) -> dict:
+    return {
+        "command": " ".join(["ocrq bench", *sys.argv[1:]]) if sys.argv else "ocrq bench",
+        "folders": [str(f) for f in folders],
+        "runners": [s.label for s in specs],
+        "limit": limit or None,
+        "workers": workers,
+        "models_dir": str(models_dir),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
+        "seconds": round(time.time() - started, 1),
+        "cores": allowed_cores(),
+        "machine": platform.machine(),
+        "processor": _cpu_model(),
+        "versions": _versions(),
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()

@@ -1,0 +1,202 @@
+"""What each bench runner does to one image, inside a warm pinned worker process.
+
+A runner is named on the command line (`ours-fp32`, `ours-int8`, `queue`, `rapidocr`,
+`tesseract`, optionally `@N` for N processes). `make_reader(kind, args)` loads it once
+(warm) and returns `read(path, line_image) -> Read`. The queue runner is not here: it
+runs `ocrq run` as a whole (see `queue.py`).
+
+Peers are optional: `unavailable(spec)` says why one cannot run ("not installed: ..."),
+and the bench reports that instead of failing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from producer.bench.evalsets import Box
+
+KINDS = ("ours", "queue", "rapidocr", "tesseract")
+PRECISIONS = ("fp32", "int8")
+DEFAULT_RUNNERS = ("ours-fp32", "ours-int8", "queue", "rapidocr", "tesseract")
+
+
+@dataclass(frozen=True)
+class RunnerSpec:
+    label: str  # as given on the command line, e.g. "ours-int8@1"
+    kind: str  # ours | queue | rapidocr | tesseract
+    precision: str = "fp32"  # our engine's precision (ours, queue)
+    processes: int = 2  # pinned processes (queue: workers)
+
+
+@dataclass
+class Read:
+    text: str  # page text, lines separated by newlines, pages by a blank line
+    boxes: list[Box] = field(default_factory=list)  # text lines/regions of the first page
+    lines: int = 0  # text lines read
+
+
+Reader = Callable[[Path, bool], Read]
+
+
+def parse_runner(label: str, default_processes: int) -> RunnerSpec:
+    """`ours-fp32`, `ours-int8`, `queue`, `queue-int8`, `rapidocr`, `tesseract`, each with
+    an optional `@N` process count (default: --workers)."""
+    from ocrq.errors import UsageError
+
+    name, _, count = label.partition("@")
+    try:
+        processes = int(count) if count else default_processes
+    except ValueError:
+        raise UsageError(f"runner {label!r}: the count after @ must be a number") from None
+    if processes < 1:
+        raise UsageError(f"runner {label!r}: needs at least one process")
+    kind, _, precision = name.partition("-")
+    if kind == "ours" and not precision:
+        precision = "fp32"
+    if kind not in KINDS or (kind in ("rapidocr", "tesseract") and precision):
+        raise UsageError(
+            f"unknown runner {label!r}; choose from ours-fp32, ours-int8, queue, queue-int8, "
+            "rapidocr, tesseract (optionally @N processes)"
+        )
+    precision = precision or "fp32"
+    if precision not in PRECISIONS:
+        raise UsageError(f"runner {label!r}: precision must be one of {', '.join(PRECISIONS)}")
+    return RunnerSpec(label, kind, precision, processes)
+
+
+def unavailable(spec: RunnerSpec, tesseract_cmd: str = "tesseract") -> str | None:
+    """Why this runner cannot run here (a peer not installed), or None when it can."""
+    if spec.kind == "rapidocr":
+        for module in ("rapidocr", "onnxruntime"):
+            if importlib.util.find_spec(module) is None:
+                return f"not installed ({module} package missing)"
+    if spec.kind == "tesseract" and shutil.which(tesseract_cmd) is None:
+        return f"not installed ({tesseract_cmd} not found)"
+    return None
+
+
+def make_reader(spec: RunnerSpec, models_dir: str, tesseract_cmd: str = "tesseract") -> Reader:
+    """Load the runner once in this process (the warm state) and return its reader."""
+    if spec.kind == "ours":
+        return _ours(spec.precision, Path(models_dir))
+    if spec.kind == "rapidocr":
+        return _rapidocr()
+    if spec.kind == "tesseract":
+        return _tesseract(tesseract_cmd)
+    raise ValueError(f"{spec.kind} runs as a whole, not item by item")
+
+
+def _pages(path: Path) -> list:
+    from ocrq.config import InputLimits
+    from ocrq.images import load_pages
+
+    return load_pages(path, InputLimits())
+
+
+def _ours(precision: str, models_dir: Path) -> Reader:
+    from models.page import page_text, read_page
+    from models.registry import load_engine
+    from ocrq.config import EngineOptions
+
+    engine = load_engine(EngineOptions(engine="ppocr", precision=precision), models_dir, 1)
+
+    def read(path: Path, line_image: bool) -> Read:
+        texts, boxes, lines = [], [], 0
+        for page_no, image in enumerate(_pages(path)):
+            pairs = read_page(engine, image)
+            text = page_text(pairs)
+            texts.append(text)
+            lines += sum(1 for line in text.splitlines() if line.strip())
+            if page_no == 0:
+                boxes = [(*region.bbox, line.text) for region, line in pairs]
+        return Read("\n\n".join(texts), boxes, lines)
+
+    return read
+
+
+def _rapidocr() -> Reader:
+    """RapidOCR's own pipeline (its defaults), with the wheel's model files named
+    explicitly so it never tries to download, and one ORT thread per process."""
+    import numpy as np
+    from rapidocr import RapidOCR
+
+    from models.ppocr import resources as res
+
+    ocr = RapidOCR(
+        params={
+            "Det.model_path": str(res.model_path(res.DET_FILE)),
+            "Rec.model_path": str(res.model_path(res.REC_FILE)),
+            "Cls.model_path": str(res.model_path(res.CLS_FILE)),
+            "EngineConfig.onnxruntime.intra_op_num_threads": 1,
+            "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+            "Global.log_level": "error",
+        }
+    )
+
+    def read(path: Path, line_image: bool) -> Read:
+        texts, boxes, lines = [], [], 0
+        for page_no, image in enumerate(_pages(path)):
+            out = ocr(np.ascontiguousarray(image[:, :, ::-1]))  # RapidOCR takes BGR
+            page_boxes = []
+            if out.boxes is not None:
+                for quad, text in zip(out.boxes, out.txts, strict=True):
+                    xs, ys = quad[:, 0], quad[:, 1]
+                    page_boxes.append(
+                        (float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max()), text)
+                    )
+            # RapidOCR returns its boxes in its own reading order, one text line each
+            texts.append("\n".join(b[4] for b in page_boxes))
+            lines += sum(1 for b in page_boxes if b[4].strip())
+            if page_no == 0:
+                boxes = page_boxes
+        return Read("\n\n".join(texts), boxes, lines)
+
+    return read
+
+
+def _tesseract(cmd: str) -> Reader:
+    """The Tesseract CLI on the file itself (it decodes the image), `eng`, one thread;
+    `--psm 7` (one text line) for line images, its default page segmentation otherwise."""
+    env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
+
+    def read(path: Path, line_image: bool) -> Read:
+        args = [cmd, str(path), "-", "-l", "eng"]
+        if line_image:
+            args += ["--psm", "7"]
+        proc = subprocess.run(args + ["tsv"], capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            raise RuntimeError(f"tesseract exited {proc.returncode}: {proc.stderr.strip()[:200]}")
+        return parse_tsv(proc.stdout)
+
+    return read
+
+
+def parse_tsv(tsv: str) -> Read:
+    """Tesseract TSV words -> text lines (page, block, paragraph, line), with boxes."""
+    lines: dict[tuple[int, ...], list[tuple[int, int, int, int, str]]] = {}
+    for row in tsv.splitlines()[1:]:
+        f = row.split("\t")
+        if len(f) < 12 or f[0] != "5" or not f[11].strip():
+            continue
+        key = tuple(int(v) for v in f[1:5])
+        x, y, w, h = (int(v) for v in f[6:10])
+        lines.setdefault(key, []).append((x, y, x + w, y + h, f[11]))
+    pages: dict[int, list[Box]] = {}
+    for key, words in lines.items():
+        box = (
+            float(min(w[0] for w in words)),
+            float(min(w[1] for w in words)),
+            float(max(w[2] for w in words)),
+            float(max(w[3] for w in words)),
+            " ".join(w[4] for w in words),
+        )
+        pages.setdefault(key[0], []).append(box)
+    ordered = [pages[p] for p in sorted(pages)]
+    text = "\n\n".join("\n".join(b[4] for b in page) for page in ordered)
+    return Read(text, ordered[0] if ordered else [], sum(len(p) for p in ordered))
