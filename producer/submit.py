@@ -160,4 +160,14 @@ class Enqueuer:
             producer.batch(self.chunk),
         ):
             for job_id in chunk:
-                self.task.apply_async((job_id,), producer=producer, queue=self.queue, retry=False)
+                # No time limits in the message: Celery would stamp this process's
+                # task_(soft_)time_limit into every header and the worker would obey them
+                # over its own OCRQ_TASK_*_LIMIT. The worker's settings must decide.
+                self.task.apply_async(
+                    (job_id,),
+                    producer=producer,
+                    queue=self.queue,
+                    retry=False,
+                    time_limit=None,
+                    soft_time_limit=None,
+                )
