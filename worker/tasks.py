@@ -6,11 +6,13 @@ from __future__ import annotations
 import logging
 import os
 
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from sqlalchemy.exc import OperationalError
 
+from ocrq.config import settings_from_env
 from ocrq.errors import DatabaseUnavailable
 from ocrq.process import Outcome, process_job
+from ocrq.storage import Store
 from worker import warm
 from worker.app import app
 
@@ -20,7 +22,24 @@ TASK_NAME = "ocrq.ocr_job"
 MAX_ATTEMPTS = int(os.environ.get("OCRQ_MAX_ATTEMPTS", "3"))
 
 
-@app.task(name=TASK_NAME, bind=True, max_retries=8)
+class OcrTask(app.Task):
+    def on_failure(self, exc, task_id, args, kwargs, einfo):  # type: ignore[no-untyped-def]
+        # Called in the worker's main process when the pool killed a child at the hard
+        # time limit: the child never got to write anything and Celery acks the message,
+        # so without this the job row would stay "running" forever.
+        if isinstance(exc, TimeLimitExceeded) and args:
+            limit = self.time_limit or app.conf.task_time_limit
+            reason = f"time limit: killed after {limit:.0f} s (hard limit)"
+            log.error("job %s: %s", args[0], reason)
+            # a short-lived handle: no open DB connection is inherited by later forks
+            store = Store(settings_from_env().db_url, create=False)
+            try:
+                store.fail_job(int(args[0]), reason)
+            finally:
+                store.dispose()
+
+
+@app.task(name=TASK_NAME, bind=True, max_retries=8, base=OcrTask)
 def ocr_job(self, job_id: int) -> dict:  # type: ignore[no-untyped-def]
     state = warm.state()
     try:
@@ -41,7 +60,7 @@ def ocr_job(self, job_id: int) -> dict:  # type: ignore[no-untyped-def]
     except (OperationalError, DatabaseUnavailable) as exc:
         # The results DB is locked or briefly away: try again later, nothing is lost
         # (the message is acked only when the retry has been published).
-        countdown = min(2 ** self.request.retries, 60)
+        countdown = min(2**self.request.retries, 60)
         log.warning("job %s: database unavailable (%s); retry in %ss", job_id, exc, countdown)
         raise self.retry(exc=exc, countdown=countdown) from exc
     return {"job_id": outcome.job_id, "status": outcome.status, "error": outcome.error}
