@@ -25,8 +25,12 @@ def _env_float(name: str, default: float) -> float:
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
-    soft = _env_float("OCRQ_TASK_SOFT_LIMIT", 300.0)
-    hard = _env_float("OCRQ_TASK_HARD_LIMIT", soft + 60.0)
+    soft: float | None = _env_float("OCRQ_TASK_SOFT_LIMIT", 300.0)
+    hard = _env_float("OCRQ_TASK_HARD_LIMIT", (soft or 0.0) + 60.0)
+    if soft >= hard:
+        # Celery's prefork pool arms the hard limit only once the soft one has fired, so a
+        # soft limit at or above the hard one would leave the hard limit never enforced.
+        soft = None
     # Longer than the longest task, or a slow task would be handed to a second worker.
     visibility = _env_float("OCRQ_VISIBILITY_TIMEOUT", max(3 * hard, 600.0))
     restore_interval = _env_float("OCRQ_RESTORE_INTERVAL", 10.0)
