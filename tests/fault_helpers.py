@@ -408,3 +408,18 @@ def max_cer(db_url: str, truth: dict[str, str]) -> float:
 
     texts = job_texts(db_url)
     return max(cer(texts.get(path, ""), ref.replace("\n", " ")) for path, ref in truth.items())
+
+
+def write_slow_tiff(path: Path, pages: int = 6, lines: int = 40) -> str:
+    """A valid multi-page TIFF of text pages: pathological only in how long it takes
+    (~1-3 s of OCR per page here), the way a 500-page scan would be."""
+    from fixtures_text import render_page
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames = [
+        Image.fromarray(render_page([f"Page {p} line {n} of a long scan" for n in range(lines)]))
+        for p in range(pages)
+    ]
+    frames[0].save(path, save_all=True, append_images=frames[1:], compression="tiff_deflate")
+    return str(path.resolve())

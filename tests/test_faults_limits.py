@@ -1,0 +1,111 @@
+"""Guards that keep one job from holding a worker: soft and hard task time limits, and the
+per-child memory limit. A pathological but valid image (a long page of many text lines,
+seconds of OCR) against tiny limits; real celery workers, real Redis of our own."""
+
+from __future__ import annotations
+
+import pytest
+from fault_helpers import (
+    FAST_RECOVERY,
+    RedisServer,
+    Worker,
+    audit,
+    print_row,
+    submit,
+    wait_all_final,
+    write_slow_pages,
+    write_slow_tiff,
+)
+from queue_helpers import write_pages
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def redis(tmp_path):
+    server = RedisServer(tmp_path)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def db_url(tmp_path):
+    return f"sqlite:///{tmp_path / 'results.db'}"
+
+
+def _slow_then_small(tmp_path, slow_lines: int) -> tuple[list[str], list[str]]:
+    slow = sorted(write_slow_pages(tmp_path / "slow", 1, lines=slow_lines))
+    small = sorted(write_pages(tmp_path / "small", 3))
+    return slow, small
+
+
+@pytest.mark.parametrize(
+    ("kind", "limits"),
+    [
+        # soft: SoftTimeLimitExceeded is raised inside the child, the task fails the job
+        ("soft", {"OCRQ_TASK_SOFT_LIMIT": "4", "OCRQ_TASK_HARD_LIMIT": "60"}),
+        # hard: the pool kills the child (SIGKILL) and starts a new one
+        ("hard", {"OCRQ_TASK_SOFT_LIMIT": "600", "OCRQ_TASK_HARD_LIMIT": "4"}),
+    ],
+)
+def test_time_limit_fails_the_job_and_worker_keeps_serving(tmp_path, redis, db_url, kind, limits):
+    # ~100 lines of text: ~5-10 s of OCR on this machine, over the 4 s limit; the small
+    # pages take about a second each even on a loaded machine.
+    # The hard case gets a 6-page TIFF (~15 s or more): the pool gives a child a few
+    # seconds between TERM and KILL, and the job must still be running then.
+    slow, small = _slow_then_small(tmp_path, slow_lines=100)
+    if kind == "hard":
+        slow = [write_slow_tiff(tmp_path / "slow" / "long_scan.tif", pages=6, lines=40)]
+    slow_ids = submit(db_url, redis.url, slow)
+    small_ids = submit(db_url, redis.url, small)
+    env = {**FAST_RECOVERY, "OCRQ_VISIBILITY_TIMEOUT": "120", **limits}
+    worker = Worker(db_url, redis.url, tmp_path / "worker.log", concurrency=1, **env)
+    try:
+        wait_all_final(db_url, slow_ids + small_ids, timeout=180, workers=[worker])
+        worker.check_alive()
+    finally:
+        worker.stop()
+    result = audit(db_url, slow_ids + small_ids)
+    what = "100-line page" if kind == "soft" else "6-page TIFF"
+    print_row(f"{kind} time limit 4 s on a {what} (+3 normal pages)", result)
+    assert not result.lost and result.duplicated == 0, result
+    slow_job = _job(db_url, slow_ids[0])
+    assert slow_job["status"] == "failed", slow_job
+    assert "time limit" in slow_job["error"], slow_job["error"]
+    assert result.regions.get(slow_ids[0], 0) == 0  # no partial rows left behind
+    assert all(_job(db_url, i)["status"] == "done" for i in small_ids), result
+    if kind == "hard":
+        assert "Hard time limit" in worker.text()
+        assert "hard limit" in slow_job["error"]
+
+
+def test_memory_guard_replaces_child_and_work_continues(tmp_path, redis, db_url):
+    truth = write_pages(tmp_path / "scans", 5)
+    ids = submit(db_url, redis.url, sorted(truth))
+    # 50 MB is far below a warm child (the engine alone is larger), so the pool retires
+    # the child after every task, as it would a leaking one.
+    env = {**FAST_RECOVERY, "OCRQ_MAX_MEMORY_MB": "50"}
+    worker = Worker(db_url, redis.url, tmp_path / "worker.log", concurrency=1, **env)
+    try:
+        wait_all_final(db_url, ids, timeout=240, workers=[worker])
+        worker.check_alive()
+    finally:
+        worker.stop()
+    result = audit(db_url, ids)
+    print_row("memory guard 50 MB per child (every task retires its child)", result)
+    assert result.done == len(ids) and not result.lost and result.duplicated == 0, result
+    pids = {w.split(":")[1] for w in result.workers}
+    assert len(pids) >= 3, result.workers  # children were replaced along the way
+    assert all(n == 1 for n in result.attempts.values()), result.attempts  # no job re-run
+
+
+def _job(db_url: str, job_id: int) -> dict:
+    from ocrq.storage import Store
+
+    store = Store(db_url, create=False)
+    try:
+        job = store.get_job(job_id)
+        assert job is not None
+        return job
+    finally:
+        store.dispose()
