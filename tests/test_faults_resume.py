@@ -1,0 +1,102 @@
+"""Resume and retry through the real command line: an interrupted `ocrq submit` re-run
+enqueues only what was never sent; `ocrq retry --failed` re-enqueues failed jobs only."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from fault_helpers import RedisServer, Worker, audit, ocrq_cli, print_row, wait_all_final
+from queue_helpers import write_pages
+
+from ocrq.config import EngineOptions
+from ocrq.storage import Store, model_key
+from producer.collect import collect
+from producer.submit import Enqueuer, plan_jobs, record_jobs
+from worker.config import queue_name
+
+pytestmark = pytest.mark.slow
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C arriving while the producer is between two pipelined chunks."""
+
+
+def _interrupted_submit(folder, db_url: str, broker_url: str, chunk: int) -> list[int]:
+    """The producer's own steps (walk, hash, plan, record, enqueue), stopped by Ctrl-C
+    after the first chunk was published and marked."""
+    options = EngineOptions()
+    store = Store(db_url)
+    found = collect([folder], ["*.png"], recursive=True)
+    plan = plan_jobs(store, found.files, model_key("ppocr", None, "fp32"), force=False)
+    batch = store.create_batch([str(folder)], ["*.png"], options.as_dict())
+    to_send = record_jobs(store, batch, plan, options)
+
+    def progress(_n: int) -> None:
+        raise Interrupted
+
+    with pytest.raises(Interrupted):
+        Enqueuer(queue_name("ppocr"), chunk=chunk, broker_url=broker_url).send(
+            to_send, store, progress=progress
+        )
+    store.dispose()
+    return to_send
+
+
+def test_resubmit_after_interruption_and_retry_failed(tmp_path, db_url_sqlite):
+    db_url = db_url_sqlite
+    redis = RedisServer(tmp_path)
+    folder = tmp_path / "scans"
+    truth = write_pages(folder, 20)
+    # two files that will fail: text saved with a .png name
+    for name in ("bad_a.png", "bad_b.png"):
+        (folder / name).write_text(f"meeting notes ({name}), not a scan\n")
+    try:
+        ids = _interrupted_submit(folder, db_url, redis.url, chunk=4)
+        assert len(ids) == 22
+        assert redis.queue_length() == 4  # only the first chunk got out
+
+        out = ocrq_cli(["submit", str(folder), "-p", "*.png", "--db", db_url], redis.url)
+        assert out.returncode == 0, out.stderr
+        # 18 rows never published are sent now; the 4 already queued are left alone
+        assert re.search(r"22 files, 18 queued \(18 resumed\)", out.stdout), out.stdout
+        assert "4 still queued" in out.stdout, out.stdout
+        assert redis.queue_length() == 22
+
+        worker = Worker(db_url, redis.url, tmp_path / "worker.log", concurrency=2)
+        try:
+            wait_all_final(db_url, ids, timeout=240, workers=[worker])
+            first = audit(db_url, ids)
+            print_row("submit interrupted after 1 of 6 chunks, then re-run", first)
+            assert first.done == 20 and first.failed == 2, first
+            assert not first.lost and first.duplicated == 0
+            # each job ran exactly once: the re-run did not publish the first chunk again
+            assert set(first.attempts.values()) == {1}, first.attempts
+
+            again = ocrq_cli(["submit", str(folder), "-p", "*.png", "--db", db_url], redis.url)
+            assert "22 files, 0 queued" in again.stdout, again.stdout
+            assert "20 already done" in again.stdout and "2 failed earlier" in again.stdout
+
+            # fix the two bad files, then ask for the failed ones again
+            from PIL import Image
+
+            page = Image.open(next(iter(truth)))
+            for name in ("bad_a.png", "bad_b.png"):
+                page.save(folder / name)
+            retried = ocrq_cli(["retry", "--failed", "--db", db_url], redis.url)
+            assert retried.returncode == 0, retried.stderr
+            assert "re-enqueued 2 failed jobs" in retried.stdout, retried.stdout
+            wait_all_final(db_url, ids, timeout=240, workers=[worker])
+        finally:
+            worker.stop()
+        final = audit(db_url, ids)
+        print_row("ocrq retry --failed after fixing 2 bad files", final)
+        assert final.done == 22 and not final.lost and final.duplicated == 0, final
+        assert sorted(final.attempts.values()) == [1] * 20 + [2] * 2  # only the 2 re-ran
+    finally:
+        redis.stop()
+
+
+@pytest.fixture
+def db_url_sqlite(tmp_path):
+    return f"sqlite:///{tmp_path / 'results.db'}"
