@@ -20,7 +20,7 @@ def read_page(engine: Engine, image: np.ndarray) -> list[tuple[Region, TextLine]
         image = np.repeat(image[:, :, None], 3, axis=2)
     regions = engine.detector.detect(image)
     if not regions:
-        return []
+        return _small_image_fallback(engine, image)
     ordered = [regions[i] for i in reading_order(regions)]
     crops = [crop_quad(image, r.quad) for r in ordered]
     lines = engine.recognizer.recognize(crops)
@@ -33,3 +33,20 @@ def page_text(pairs: Sequence[tuple[Region, TextLine]]) -> str:
     return "\n".join(
         " ".join(pairs[i][1].text.strip() for i in line) for line in group_lines(regions)
     )
+
+
+# A tiny image (a single character or word cut out of a page) can be too small for the
+# detector to find anything; read it whole and keep the result only if it is confident.
+SMALL_IMAGE_SIDE = 64
+FALLBACK_MIN_CONFIDENCE = 0.5
+
+
+def _small_image_fallback(engine: Engine, image: np.ndarray) -> list[tuple[Region, TextLine]]:
+    h, w = image.shape[:2]
+    if min(h, w) > SMALL_IMAGE_SIDE or h < 4 or w < 4:
+        return []
+    (line,) = engine.recognizer.recognize([image])
+    if not line.text.strip() or line.confidence < FALLBACK_MIN_CONFIDENCE:
+        return []
+    quad = ((0.0, 0.0), (float(w), 0.0), (float(w), float(h)), (0.0, float(h)))
+    return [(Region(quad=quad, score=0.0), line)]

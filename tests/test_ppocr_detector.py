@@ -42,8 +42,10 @@ def test_preprocess_normalizes_to_minus_one_one_and_pads_lines():
     det_in = preprocess(line, cfg)
     assert det_in.tensor.dtype == np.float32 and det_in.tensor.shape[:2] == (1, 3)
     assert det_in.tensor.max() == pytest.approx(1.0) and det_in.tensor.min() == pytest.approx(-1.0)
-    # 800/40 = 20 > max_aspect 8: padded to 100 rows (30 above and below)
-    assert det_in.pad_top == vertical_pad(40, 800, cfg) == 30
+    # 800/40 = 20 > max_aspect 16: padded to 50 rows (5 above and below), and a line
+    # strip is not upscaled to min_side: 50x800 -> 64x800
+    assert det_in.pad_top == vertical_pad(40, 800, cfg) == 5
+    assert det_in.tensor.shape[2:] == (64, 800)
     page = np.zeros((1000, 800, 3), dtype=np.uint8)
     assert preprocess(page, cfg).pad_top == 0
 

@@ -26,7 +26,7 @@ class DetectorConfig:
     max_side: int = 2000
     # Wide, short images (a single text line) are padded top and bottom to at most this
     # width:height ratio, so the detector sees the line with context as on a page.
-    max_aspect: float = 8.0
+    max_aspect: float = 16.0
     pad_min_height: int = 32
     thresh: float = 0.3  # probability above which a pixel is text
     box_thresh: float = 0.5  # mean probability a kept box must reach
@@ -47,10 +47,11 @@ class DetInput:
     orig_shape: tuple[int, int]  # (h, w) of the original image
 
 
-def target_size(h: int, w: int, cfg: DetectorConfig) -> tuple[int, int]:
-    """(h, w) of the network input for an image of h x w, multiples of 32."""
+def target_size(h: int, w: int, cfg: DetectorConfig, upscale: bool = True) -> tuple[int, int]:
+    """(h, w) of the network input for an image of h x w, multiples of 32. `upscale=False`
+    skips the short-side minimum (a padded text-line strip is read at native scale)."""
     ratio = 1.0
-    if min(h, w) < cfg.min_side:
+    if upscale and min(h, w) < cfg.min_side:
         ratio = cfg.min_side / min(h, w)
     if max(h, w) * ratio > cfg.max_side:
         ratio = cfg.max_side / max(h, w)
@@ -82,7 +83,9 @@ def preprocess(image: np.ndarray, cfg: DetectorConfig) -> DetInput:
         padded[pad : pad + h0] = image
         image = padded
     h, w = image.shape[:2]
-    th, tw = target_size(h, w, cfg)
+    # A line strip's text is already at a readable scale: upscaling it to min_side only
+    # multiplies detector work (measured: same CER on the UW-III lines, ~3x less time).
+    th, tw = target_size(h, w, cfg, upscale=not pad)
     resized = cv2.resize(image, (tw, th), interpolation=cv2.INTER_LINEAR)
     # (x/255 - 0.5) / 0.5 in one fused pass, straight into NCHW.
     tensor = np.empty((1, 3, th, tw), dtype=np.float32)

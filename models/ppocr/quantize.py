@@ -56,6 +56,25 @@ def _calibration(kind: str, count: int):
     return Reader()
 
 
+def constants_to_initializers(model) -> None:
+    """Move Constant nodes' tensors into initializers (the classifier stores its weights as
+    Constant nodes, which the quantizer would treat as activations, not weights)."""
+    from onnx import helper, numpy_helper
+
+    keep = []
+    for node in model.graph.node:
+        value = next((a for a in node.attribute if a.name == "value"), None)
+        if node.op_type == "Constant" and value is not None and len(node.attribute) == 1:
+            tensor = numpy_helper.from_array(
+                numpy_helper.to_array(helper.get_attribute_value(value)), node.output[0]
+            )
+            model.graph.initializer.append(tensor)
+        else:
+            keep.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(keep)
+
+
 def quantize_file(kind: str, source: Path, output: Path, recipe: dict) -> None:
     # Per-channel QDQ needs DequantizeLinear's `axis` (opset 13); the wheel's graphs are
     # opset 11, so convert first (a pure version bump for the ops these graphs use).
@@ -63,6 +82,7 @@ def quantize_file(kind: str, source: Path, output: Path, recipe: dict) -> None:
     from onnx import version_converter
 
     model = onnx.load(str(source))
+    constants_to_initializers(model)
     if max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) < 13:
         model = version_converter.convert_version(model, 13)
     staged = output.with_name(output.stem + ".opset13.onnx")

@@ -1,0 +1,67 @@
+"""INT8 generation: file + manifest in the models cache, reused when current, regenerated
+when stale. Runs on the small angle-classifier graph with a 2-image calibration so it stays
+fast; the full engine in INT8 is covered by the slow test below."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.onnx_session import open_session
+from models.ppocr import resources
+from models.ppocr.classifier import cls_batch
+from models.ppocr.quantize import ensure_int8
+from tests.fixtures_text import SAMPLE_LINES, render_line
+
+RECIPE = {"method": "static-qdq", "ops": ["Conv"], "per_channel": True, "calib": 2}
+
+
+def test_int8_generated_with_manifest_then_reused(tmp_path):
+    source = resources.model_path(resources.CLS_FILE)
+    out = ensure_int8("cls", source, tmp_path, RECIPE)
+    manifest = json.loads(out.with_suffix(".json").read_text())
+    assert manifest["source_sha256"] == resources.sha256_file(source)
+    assert manifest["output_sha256"] == resources.sha256_file(out)
+    assert manifest["method"] == "static-qdq" and manifest["per_channel"] is True
+    import onnx
+
+    graph = onnx.load(str(out)).graph
+    int8_weights = [t for t in graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    assert len(int8_weights) >= len(convs) > 0  # every Conv weight stored as int8
+    mtime = out.stat().st_mtime_ns
+    assert ensure_int8("cls", source, tmp_path, RECIPE) == out
+    assert out.stat().st_mtime_ns == mtime  # current: not regenerated
+
+    # a manifest that no longer matches (e.g. a new wheel) regenerates the file
+    manifest["source_sha256"] = "0" * 64
+    out.with_suffix(".json").write_text(json.dumps(manifest))
+    ensure_int8("cls", source, tmp_path, RECIPE)
+    assert json.loads(out.with_suffix(".json").read_text())["source_sha256"] != "0" * 64
+
+    # the INT8 graph computes nearly what the FP32 one does
+    batch = cls_batch([render_line(t, height=40) for t in SAMPLE_LINES])
+    fp32 = open_session(source).run(None, {"x": batch})[0]
+    int8 = open_session(out).run(None, {"x": batch})[0]
+    # (calibrated on 2 images only, so allow some probability drift; decisions must agree)
+    assert np.abs(fp32 - int8).max() < 0.2
+    assert (fp32.argmax(1) == int8.argmax(1)).all()
+
+
+@pytest.mark.slow
+def test_engine_int8_reads_rendered_page(tmp_path_factory):
+    from models.page import page_text, read_page
+    from models.ppocr.engine import load
+    from ocrq.config import EngineOptions
+    from ocrq.scoring import cer
+    from tests.fixtures_text import render_page
+
+    models_dir = Path(tmp_path_factory.mktemp("models"))
+    engine = load(EngineOptions(precision="int8"), models_dir, threads=1)
+    assert engine.provenance["precision"] == "int8"
+    assert engine.provenance["models"]["rec"]["file"].endswith(".int8.onnx")
+    text = page_text(read_page(engine, render_page(SAMPLE_LINES, height=36)))
+    assert cer(text, "\n".join(SAMPLE_LINES)) <= 0.03, text
