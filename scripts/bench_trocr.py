@@ -1,0 +1,196 @@
+"""TrOCR throughput, side by side in one run: PyTorch `generate` vs our ONNX engine.
+
+Random-weight models with the trocr-small-printed and trocr-base-printed shapes (384x384
+input), exactly `--steps` decode steps forced (EOS masked) so every peer does the same
+work. Rows:
+  torch-fp32   transformers `generate`, FP32, one process with 2 threads
+  ours-fp32    our KV-cached decoding, FP32 graphs, 2 pinned 1-thread processes
+  ours-int8    same with the dynamic INT8 (per-channel) graphs
+  optimum      `ORTModelForVision2Seq`, if importable (optimum-onnx needs transformers<4.58,
+               so it is reported as not run in this environment)
+The pinned pair is the worker layout: one process per core (`os.sched_setaffinity`), one
+ORT thread each, each decoding half of the lines; lines/s = all lines / wall time from a
+common start (after warm-up).
+
+    python scripts/bench_trocr.py [--sizes small,base] [--batches 8,32] [--steps 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def prepare(work: Path, kind: str) -> Path:
+    """Full-size random model -> exported + INT8 (dynamic) in `work/models/<kind>`."""
+    from models import cache
+    from tests.tiny_models import full_size_trocr
+
+    models_dir = work / "models"
+    model_dir = models_dir / f"bench-{kind}"
+    manifest = model_dir / cache.MANIFEST
+    if manifest.is_file() and "int8" in cache.read_manifest(model_dir).get("quantization", {}):
+        return model_dir
+    from models.trocr.tools import export_model, quantize
+
+    hf = work / "hf" / kind
+    if not (hf / "model.safetensors").is_file():
+        t = time.perf_counter()
+        full_size_trocr(hf, kind=kind)
+        print(f"  built random {kind} model in {time.perf_counter() - t:.0f}s", flush=True)
+    t = time.perf_counter()
+    export_model(str(hf), models_dir, name=f"bench-{kind}", check=True)
+    print(f"  exported {kind} (with fp32 parity check) in {time.perf_counter() - t:.0f}s")
+    t = time.perf_counter()
+    quantize(f"bench-{kind}", models_dir, "dynamic")
+    print(f"  quantized {kind} in {time.perf_counter() - t:.0f}s", flush=True)
+    return model_dir
+
+
+def pixel_values(model_dir: Path, n: int) -> np.ndarray:
+    from models.trocr.images import sample_lines
+    from models.trocr.preprocess import Preprocessor
+
+    return Preprocessor.from_file(model_dir / "preprocessor_config.json")(sample_lines(n))
+
+
+def _torch_worker(source: str, pv: np.ndarray, batch: int, steps: int, threads: int, q) -> None:
+    import torch
+
+    from models.trocr.hf import load_pretrained
+
+    torch.set_num_threads(threads)
+    model, _ = load_pretrained(source)
+    x = torch.from_numpy(pv)
+    kw = dict(max_new_tokens=steps, min_new_tokens=steps, num_beams=1, do_sample=False)
+    with torch.no_grad():
+        model.generate(pixel_values=x[:batch], **kw)  # warm-up
+        t = time.perf_counter()
+        for i in range(0, len(x), batch):
+            out = model.generate(pixel_values=x[i : i + batch], **kw)
+            assert out.shape[1] == steps + 1
+        q.put(time.perf_counter() - t)
+
+
+def _ours_worker(model_dir, precision, pv, batch, steps, core, barrier, q) -> None:
+    if core is not None:
+        os.sched_setaffinity(0, {core})
+    from models.trocr.engine import load_recognizer
+
+    rec, _ = load_recognizer(str(model_dir), model_dir.parent, precision, threads=1)
+    from models.trocr.runtime import greedy
+
+    greedy(rec.model, pv[:batch], steps, min_new_tokens=steps)  # warm-up
+    barrier.wait()
+    t = time.perf_counter()
+    for i in range(0, len(pv), batch):
+        out = greedy(rec.model, pv[i : i + batch], steps, min_new_tokens=steps)
+        assert all(len(d.tokens) == steps for d in out)
+    q.put((time.perf_counter(), t))
+
+
+def run_torch(source: str, pv: np.ndarray, batch: int, steps: int, threads: int = 2) -> float:
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_torch_worker, args=(source, pv, batch, steps, threads, q))
+    p.start()
+    seconds = q.get()
+    p.join()
+    return len(pv) / seconds
+
+
+def run_pair(model_dir: Path, precision: str, pv: np.ndarray, batch: int, steps: int) -> float:
+    """Two pinned single-threaded processes, each decoding half of the lines."""
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    barrier = ctx.Barrier(2)
+    cores = sorted(os.sched_getaffinity(0))
+    half = len(pv) // 2
+    procs = [
+        ctx.Process(
+            target=_ours_worker,
+            args=(model_dir, precision, part, batch, steps, cores[i % len(cores)], barrier, q),
+        )
+        for i, part in enumerate((pv[:half], pv[half:]))
+    ]
+    for p in procs:
+        p.start()
+    results = [q.get() for _ in procs]
+    for p in procs:
+        p.join()
+    start = min(t0 for _, t0 in results)
+    end = max(t1 for t1, _ in results)
+    return len(pv) / (end - start)
+
+
+def optimum_status() -> str:
+    try:
+        import optimum.onnxruntime  # noqa: F401
+    except Exception as exc:  # ImportError, or its own import failing under transformers 5
+        return f"not run ({type(exc).__name__}: optimum-onnx needs transformers<4.58)"
+    return "importable (not wired: no compatible version exists for transformers 5.x)"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="small,base")
+    ap.add_argument("--batches", default="8,32")
+    ap.add_argument("--steps", type=int, default=32)
+    ap.add_argument("--lines", type=int, default=64, help="lines per measurement (>= 2*batch)")
+    ap.add_argument("--work", default=os.path.expanduser("~/.cache/ocrq/bench-trocr"))
+    args = ap.parse_args()
+    work = Path(args.work)
+    sizes = args.sizes.split(",")
+    batches = [int(b) for b in args.batches.split(",")]
+    print(f"cores {sorted(os.sched_getaffinity(0))}, load average {os.getloadavg()}", flush=True)
+    rows = []
+    from models import cache
+
+    for kind in sizes:
+        print(f"preparing {kind} ...", flush=True)
+        model_dir = prepare(work, kind)
+        manifest = cache.read_manifest(model_dir)
+        source = manifest["source"]
+        for batch in batches:
+            n = max(args.lines, 2 * batch)
+            pv = pixel_values(model_dir, n)
+            print(f"{kind} batch {batch}: {n} lines x {args.steps} steps", flush=True)
+            figures = {
+                "torch-fp32": run_torch(source, pv, batch, args.steps),
+                "ours-fp32": run_pair(model_dir, "fp32", pv, batch, args.steps),
+                "ours-int8": run_pair(model_dir, "int8", pv, batch, args.steps),
+            }
+            print("   " + "  ".join(f"{k} {v:.2f}" for k, v in figures.items()), flush=True)
+            rows.append((kind, batch, figures))
+        parity = manifest.get("parity", {})
+        fp32, int8 = parity.get("fp32", {}), parity.get("int8_vs_fp32", {})
+        print(
+            f"  parity {kind}: fp32 vs torch rel {fp32.get('max_rel_logit_diff', float('nan')):.1e}"
+            f" rows {fp32.get('greedy_rows_identical')}/{fp32.get('inputs')}; int8 vs fp32 "
+            f"cosine {int8.get('logit_cosine', float('nan')):.5f} token agreement "
+            f"{int8.get('greedy_token_agreement', float('nan')):.3f}",
+            flush=True,
+        )
+    print(f"\noptimum ORTModelForVision2Seq: {optimum_status()}")
+    print(f"load average at end {os.getloadavg()}")
+    head = f"{'model':<6} {'batch':>5} {'torch-fp32':>11} {'ours-fp32':>10} {'ours-int8':>10}"
+    print("\nlines/s (" + str(args.steps) + " decode steps forced, 384x384, 2 cores)")
+    print(head + f" {'int8/torch':>10} {'fp32/torch':>10}")
+    for kind, batch, f in rows:
+        print(
+            f"{kind:<6} {batch:>5} {f['torch-fp32']:>11.2f} {f['ours-fp32']:>10.2f} "
+            f"{f['ours-int8']:>10.2f} {f['ours-int8'] / f['torch-fp32']:>9.1f}x "
+            f"{f['ours-fp32'] / f['torch-fp32']:>9.1f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()
