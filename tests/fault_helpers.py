@@ -50,18 +50,26 @@ class RedisServer:
     batch queue should run with).
     """
 
-    def __init__(self, tmp: Path, password: str | None = None, persist: bool = False) -> None:
+    def __init__(
+        self, tmp: Path, password: str | None = None, persist: bool = False, tls: bool = False
+    ) -> None:
         self.port = _free_port()
         self.dir = tmp / f"redis-{self.port}"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.password = password
         self.persist = persist
+        self.tls = make_tls_files(self.dir) if tls else None
         self.proc: subprocess.Popen | None = None
         self.start()
 
     @property
     def url(self) -> str:
         auth = f":{self.password}@" if self.password else ""
+        if self.tls:
+            ca = self.tls["ca"]
+            return (
+                f"rediss://{auth}127.0.0.1:{self.port}/0?ssl_cert_reqs=required&ssl_ca_certs={ca}"
+            )
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def _args(self) -> list[str]:
@@ -76,12 +84,17 @@ class RedisServer:
             args += ["--appendonly", "no"]
         if self.password:
             args += ["--requirepass", self.password]
+        if self.tls:
+            args += ["--port", "0", "--tls-port", str(self.port), "--tls-auth-clients", "no"]
+            args += ["--tls-cert-file", self.tls["cert"], "--tls-key-file", self.tls["key"]]
+            args += ["--tls-ca-cert-file", self.tls["ca"]]
         return args
 
     def client(self):  # type: ignore[no-untyped-def]
         import redis
 
-        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password)
+        tls = {"ssl": True, "ssl_ca_certs": self.tls["ca"]} if self.tls else {}
+        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, **tls)
 
     def answers(self) -> bool:
         try:
@@ -122,6 +135,44 @@ class RedisServer:
     def unacked(self) -> int:
         with self.client() as client:
             return int(client.hlen("unacked"))
+
+
+def make_tls_files(folder: Path) -> dict[str, str]:
+    """A throwaway CA and a server certificate for 127.0.0.1, made with the openssl CLI."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ca_key, ca, key, csr, cert = (
+        str(folder / n) for n in ("ca.key", "ca.crt", "server.key", "server.csr", "server.crt")
+    )
+    ext = folder / "san.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    quiet = {"check": True, "capture_output": True}
+    subprocess.run(["openssl", "genrsa", "-out", ca_key, "2048"], **quiet)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            ca_key,
+            "-days",
+            "2",
+            "-subj",
+            "/CN=ocrq test CA",
+        ]
+        + ["-out", ca],
+        **quiet,
+    )
+    subprocess.run(["openssl", "genrsa", "-out", key, "2048"], **quiet)
+    subprocess.run(
+        ["openssl", "req", "-new", "-key", key, "-subj", "/CN=127.0.0.1", "-out", csr], **quiet
+    )
+    subprocess.run(
+        ["openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial"]
+        + ["-days", "2", "-extfile", str(ext), "-out", cert],
+        **quiet,
+    )
+    return {"ca": ca, "key": key, "cert": cert}
 
 
 def write_slow_pages(folder: Path, count: int, lines: int = 40) -> dict[str, str]:
