@@ -69,3 +69,13 @@ def test_blank_page_reads_nothing(engine):
 def test_load_recognizer_has_full_charset():
     rec = load_recognizer(Path("."), threads=1)
     assert len(rec.charset) == 18710 and rec.charset[0] == "" and rec.charset[-1] == " "
+
+
+def test_tiny_image_read_whole_when_detector_finds_nothing(engine):
+    from models.page import SMALL_IMAGE_SIDE
+
+    image = render_line("7", height=30, margin=2)
+    assert max(image.shape[:2]) <= SMALL_IMAGE_SIDE
+    assert engine.detector.detect(image) == []  # the fallback is what reads it
+    pairs = read_page(engine, image)
+    assert [t.text for _, t in pairs] == ["7"]
