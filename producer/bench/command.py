@@ -79,17 +79,28 @@ FOOTNOTE = (
     show_default=True,
     help="Tesseract executable.",
 )
+@click.option(
+    "--warmup/--no-warmup",
+    default=True,
+    show_default=True,
+    help="Each worker reads the set's first image once, off the clock, before timing "
+    "(the queue runner runs as users run it, without one).",
+)
 @click.pass_context
-def bench(ctx, folders, runners, limit, json_path, chart, workers, models_dir, tesseract_cmd):
+def bench(
+    ctx, folders, runners, limit, json_path, chart, workers, models_dir, tesseract_cmd, warmup
+):
     """Score engines and peers on FOLDERs of images with NAME.gt.txt beside each."""
     try:
-        _bench(folders, runners, limit, json_path, chart, workers, models_dir, tesseract_cmd)
+        _bench(
+            folders, runners, limit, json_path, chart, workers, models_dir, tesseract_cmd, warmup
+        )
     except OcrqError as exc:
         click.secho(f"error: {exc}", fg="red", err=True)
         ctx.exit(exc.exit_code)
 
 
-def _bench(folders, runners, limit, json_path, chart, workers, models_dir, tesseract_cmd):
+def _bench(folders, runners, limit, json_path, chart, workers, models_dir, tesseract_cmd, warmup):
     from ocrq.config import settings_from_env
     from ocrq.errors import UsageError
 
@@ -109,7 +120,7 @@ def _bench(folders, runners, limit, json_path, chart, workers, models_dir, tesse
     items: list[dict] = []
     for evalset in sets:
         for spec in specs:
-            scored = _run_one(spec, evalset, models_dir, tesseract_cmd)
+            scored = _run_one(spec, evalset, models_dir, tesseract_cmd, warmup)
             rows.append(scored.row)
             items.extend(scored.items)
             click.echo(f"  {evalset.name:16s} {spec.label:14s} {_brief(scored.row)}", err=True)
@@ -117,6 +128,7 @@ def _bench(folders, runners, limit, json_path, chart, workers, models_dir, tesse
     click.echo(format_table(rows))
     click.echo("\n" + FOOTNOTE)
     meta = _meta(folders, specs, limit, workers, models_dir, started)
+    meta["warmup"] = warmup
     if json_path:
         write_json(json_path, rows, items, meta)
         click.echo(f"wrote {json_path}")
@@ -128,7 +140,9 @@ def _bench(folders, runners, limit, json_path, chart, workers, models_dir, tesse
             click.echo("no chart: matplotlib is not installed (pip install ocrq[bench])", err=True)
 
 
-def _run_one(spec: RunnerSpec, evalset: EvalSet, models_dir: Path, tesseract_cmd: str) -> Scored:
+def _run_one(
+    spec: RunnerSpec, evalset: EvalSet, models_dir: Path, tesseract_cmd: str, warmup: bool
+) -> Scored:
     missing = unavailable(spec, tesseract_cmd)
     if missing:
         return Scored(status_row(spec.label, evalset, spec.processes, missing))
@@ -142,7 +156,8 @@ def _run_one(spec: RunnerSpec, evalset: EvalSet, models_dir: Path, tesseract_cmd
     else:
         line = evalset.conventions.line_images
         factory = ("producer.bench.runners", "make_reader", (spec, str(models_dir), tesseract_cmd))
-        result = run_pool(factory, [(i.image, line) for i in evalset.items], spec.processes)
+        tasks = [(i.image, line) for i in evalset.items]
+        result = run_pool(factory, tasks, spec.processes, warmup=tasks[0] if warmup else None)
     return summarize(spec.label, evalset, spec.processes, result, precision)
 
 

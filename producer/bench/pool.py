@@ -82,7 +82,14 @@ def single_threaded_env():
                 os.environ[key] = value
 
 
-def _worker(index: int, core: int | None, factory: tuple, tasks: mp.Queue, out: mp.Queue) -> None:
+def _worker(
+    index: int,
+    core: int | None,
+    factory: tuple,
+    warmup: tuple | None,
+    tasks: mp.Queue,
+    out: mp.Queue,
+) -> None:
     for key in THREAD_VARS:
         os.environ[key] = "1"
     if core is not None and hasattr(os, "sched_setaffinity"):
@@ -93,6 +100,8 @@ def _worker(index: int, core: int | None, factory: tuple, tasks: mp.Queue, out: 
         import importlib
 
         read = getattr(importlib.import_module(module), name)(*args)
+        if warmup is not None:
+            read(*warmup)  # first calls pay for lazy allocations: keep them off the clock
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, not raised
         out.put(("failed", index, f"{type(exc).__name__}: {exc}"))
         return
@@ -120,11 +129,14 @@ def run_pool(
     tasks: Sequence[tuple[str, bool]],
     processes: int,
     *,
+    warmup: tuple[str, bool] | None = None,
     item_timeout: float = 900.0,
     progress: Callable[[int], None] | None = None,
 ) -> PoolResult:
     """Run `factory` = (module, function, args) -> reader in `processes` pinned workers
-    over `tasks` = [(image path, line_image)]; results come back in task order."""
+    over `tasks` = [(image path, line_image)]; results come back in task order.
+
+    `warmup` is one task each worker reads once after loading, off the clock."""
     ctx = mp.get_context("spawn")  # no inherited sessions, locks or thread pools
     task_q: mp.Queue = ctx.Queue()
     out_q: mp.Queue = ctx.Queue()
@@ -138,7 +150,7 @@ def run_pool(
             with single_threaded_env():
                 proc = ctx.Process(
                     target=_worker,
-                    args=(index, core, factory, task_q, out_q),
+                    args=(index, core, factory, warmup, task_q, out_q),
                     name=f"ocrq-bench-{index}",
                     daemon=True,
                 )

@@ -1,5 +1,11 @@
 """What each bench runner does to one image, inside a warm pinned worker process.
 
+Every runner reads each image as users would run it: our page pipeline (`read_page`),
+RapidOCR's default pipeline (detection, angle classifier, recognition), the Tesseract
+CLI with its default page segmentation, except `--psm 7` (one text line) on line sets.
+Line sets are not read recognizer-only: some of their images hold two lines, and
+RapidOCR's angle classifier turns some whole line images upside down.
+
 A runner is named on the command line (`ours-fp32`, `ours-int8`, `queue`, `rapidocr`,
 `tesseract`, optionally `@N` for N processes). `make_reader(kind, args)` loads it once
 (warm) and returns `read(path, line_image) -> Read`. The queue runner is not here: it
