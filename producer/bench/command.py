@@ -190,7 +190,8 @@ def _versions() -> dict:
 
 def _meta(folders, specs, limit, workers, models_dir, started) -> dict:
     return {
-        "command": " ".join(["ocrq bench", *sys.argv[1:]]) if sys.argv else "ocrq bench",
+        "command": _command_line(),
+        "argv": list(sys.argv),
         "folders": [str(f) for f in folders],
         "runners": [s.label for s in specs],
         "limit": limit or None,
@@ -203,6 +204,16 @@ def _meta(folders, specs, limit, workers, models_dir, started) -> dict:
         "processor": _cpu_model(),
         "versions": _versions(),
     }
+
+
+def _command_line() -> str:
+    """`ocrq bench ARGS` as typed (best effort: the words after `bench`, if present)."""
+    import shlex
+
+    args = sys.argv[1:]
+    if "bench" in args:
+        args = args[args.index("bench") + 1 :]
+    return shlex.join(["ocrq", "bench", *args])
 
 
 def _cpu_model() -> str:

@@ -106,8 +106,14 @@ def _worker(
         out.put(("failed", index, f"{type(exc).__name__}: {exc}"))
         return
     out.put(("ready", index, time.perf_counter() - started, core))
+    parent = os.getppid()
     while True:
-        task = tasks.get()
+        try:
+            task = tasks.get(timeout=5)
+        except queue.Empty:
+            if os.getppid() != parent:  # the bench was killed: do not linger as an orphan
+                return
+            continue
         if task is None:
             break
         item_index, path, line_image = task

@@ -105,7 +105,8 @@ def _match(
             items.append(ItemResult(index, error="not in the export"))
             continue
         boxes = []
-        for box in record.get("boxes") or []:
+        regions = record.get("boxes") or []
+        for box in regions:
             if box.get("page", 0) != 0:
                 continue
             xs = [p[0] for p in box["quad"]]
@@ -118,7 +119,7 @@ def _match(
                 seconds=float(record.get("seconds") or 0.0),
                 text=text,
                 boxes=boxes,
-                lines=sum(1 for line in text.splitlines() if line.strip()),
+                lines=len(regions),
                 error=record.get("error") if record.get("status") == "failed" else None,
             )
         )

@@ -44,7 +44,7 @@ class RunnerSpec:
 class Read:
     text: str  # page text, lines separated by newlines, pages by a blank line
     boxes: list[Box] = field(default_factory=list)  # text lines/regions of the first page
-    lines: int = 0  # text lines read
+    lines: int = 0  # text-line regions read (detector boxes; Tesseract's lines)
 
 
 Reader = Callable[[Path, bool], Read]
@@ -116,9 +116,8 @@ def _ours(precision: str, models_dir: Path) -> Reader:
         texts, boxes, lines = [], [], 0
         for page_no, image in enumerate(_pages(path)):
             pairs = read_page(engine, image)
-            text = page_text(pairs)
-            texts.append(text)
-            lines += sum(1 for line in text.splitlines() if line.strip())
+            texts.append(page_text(pairs))
+            lines += len(pairs)  # text-line regions, as RapidOCR's boxes and Tesseract's lines
             if page_no == 0:
                 boxes = [(*region.bbox, line.text) for region, line in pairs]
         return Read("\n\n".join(texts), boxes, lines)
