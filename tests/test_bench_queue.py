@@ -1,0 +1,33 @@
+"""The bench's queue runner: `ocrq run` with pinned workers in a subprocess, results read
+back from its export and scored like the other runners (slow: a whole `ocrq run`)."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+from producer.bench.evalsets import discover
+from producer.bench.queue import run_queue
+from producer.bench.report import summarize
+from tests.fixtures_text import render_page
+
+pytestmark = pytest.mark.slow
+
+
+def test_queue_runner_reads_back_the_export_and_scores_it(tmp_path):
+    folder = tmp_path / "pages"
+    folder.mkdir()
+    texts = [["Invoice 2024-118", "Total due 1,234.50 EUR"], ["The quick brown fox"]]
+    for i, lines in enumerate(texts):
+        Image.fromarray(render_page(lines)).save(folder / f"p{i}.png")
+        (folder / f"p{i}.gt.txt").write_text("\n".join(lines), encoding="utf-8")
+    (evalset,) = discover([folder])
+    result = run_queue([i.image for i in evalset.items], 2, "fp32", tmp_path / "models")
+    assert result.error is None
+    assert [r.index for r in result.items] == [0, 1]
+    assert "quick brown fox" in result.items[1].text
+    assert all(r.seconds > 0 and r.boxes and r.lines >= 1 for r in result.items)
+    assert result.wall_seconds > 0 and result.total_seconds > result.wall_seconds
+    assert result.peak_rss_mb and result.peak_rss_mb[0] > 20
+    row = summarize("queue", evalset, 2, result, "fp32").row
+    assert row.status == "ok" and row.cer < 0.1 and row.items_per_s > 0
