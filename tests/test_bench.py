@@ -24,7 +24,7 @@ from producer.bench.evalsets import (
 )
 from producer.bench.pool import run_pool
 from producer.bench.report import Row, add_ratios, format_table, percentile
-from producer.bench.runners import parse_runner, parse_tsv
+from producer.bench.runners import parse_runner, parse_tsv, ppocr_config
 from tests.fixtures_text import render_line, render_page
 
 PAGE_TEXTS = [
@@ -122,9 +122,20 @@ def test_runner_names():
     assert parse_runner("ours", 2).precision == "fp32"
     assert parse_runner("queue", 3).processes == 3
     assert parse_runner("tesseract", 2).kind == "tesseract"
-    for bad in ("ours-fp16", "rapidocr-int8", "paddle", "ours@x", "ours@0"):
+    for bad in ("ours-fp16", "rapidocr-int8", "paddle", "ours@x", "ours@0", "queue[a=1]"):
         with pytest.raises(UsageError):
             parse_runner(bad, 2)
+
+
+def test_engine_variants_take_settings_in_brackets():
+    spec = parse_runner("ours-fp32[detector.max_side=1600; use_angle_cls=1]@1", 2)
+    assert (spec.kind, spec.processes) == ("ours", 1)
+    config = ppocr_config(spec.overrides)
+    assert config.detector.max_side == 1600 and config.use_angle_cls is True
+    assert config.recognizer == type(config.recognizer)()  # untouched
+    for bad in ("detector.nope=1", "detector.max_side=big", "max_side"):
+        with pytest.raises(UsageError):
+            parse_runner(f"ours-fp32[{bad}]", 2)
 
 
 def test_tesseract_tsv_becomes_lines_with_boxes():

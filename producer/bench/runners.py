@@ -38,6 +38,7 @@ class RunnerSpec:
     kind: str  # ours | queue | rapidocr | tesseract
     precision: str = "fp32"  # our engine's precision (ours, queue)
     processes: int = 2  # pinned processes (queue: workers)
+    overrides: str = ""  # our engine's settings, "detector.max_side=1600;use_angle_cls=1"
 
 
 @dataclass
@@ -52,10 +53,16 @@ Reader = Callable[[Path, bool], Read]
 
 def parse_runner(label: str, default_processes: int) -> RunnerSpec:
     """`ours-fp32`, `ours-int8`, `queue`, `queue-int8`, `rapidocr`, `tesseract`, each with
-    an optional `@N` process count (default: --workers)."""
+    an optional `@N` process count (default: --workers). Our in-process engine also takes
+    settings in brackets, to compare variants: `ours-fp32[detector.max_side=1600]@1`."""
+    import re
+
     from ocrq.errors import UsageError
 
-    name, _, count = label.partition("@")
+    match = re.fullmatch(r"([^\[@]+)(?:\[([^\]]*)\])?(?:@(.*))?", label)
+    if match is None:
+        raise UsageError(f"runner {label!r}: expected NAME[settings]@N")
+    name, overrides, count = match.group(1), match.group(2) or "", match.group(3) or ""
     try:
         processes = int(count) if count else default_processes
     except ValueError:
@@ -73,7 +80,40 @@ def parse_runner(label: str, default_processes: int) -> RunnerSpec:
     precision = precision or "fp32"
     if precision not in PRECISIONS:
         raise UsageError(f"runner {label!r}: precision must be one of {', '.join(PRECISIONS)}")
-    return RunnerSpec(label, kind, precision, processes)
+    if overrides and kind != "ours":
+        raise UsageError(f"runner {label!r}: only ours-* takes [settings]")
+    if overrides:
+        ppocr_config(overrides)  # a typo fails now, not in every worker
+    return RunnerSpec(label, kind, precision, processes, overrides)
+
+
+def ppocr_config(overrides: str):
+    """Our engine's `PPOCRConfig` with `part.field=value` (detector.*, recognizer.*) and
+    top-level `field=value` settings applied, separated by ';'."""
+    from dataclasses import fields, replace
+
+    from models.ppocr.engine import PPOCRConfig
+    from ocrq.errors import UsageError
+
+    def cast(current, value: str):
+        if isinstance(current, bool):
+            return value.lower() in ("1", "true", "yes", "on")
+        return type(current)(value)
+
+    config = PPOCRConfig()
+    for item in filter(None, (part.strip() for part in overrides.split(";"))):
+        key, sep, value = item.partition("=")
+        part, _, name = key.strip().rpartition(".")
+        target = getattr(config, part, None) if part else config
+        known = {f.name for f in fields(target)} if target is not None else set()
+        if not sep or name not in known:
+            raise UsageError(f"unknown engine setting {key.strip()!r} in [{overrides}]")
+        try:
+            changed = replace(target, **{name: cast(getattr(target, name), value.strip())})
+        except ValueError:
+            raise UsageError(f"bad value for {key.strip()!r}: {value.strip()!r}") from None
+        config = replace(config, **{part: changed}) if part else changed
+    return config
 
 
 def unavailable(spec: RunnerSpec, tesseract_cmd: str = "tesseract") -> str | None:
@@ -90,7 +130,7 @@ def unavailable(spec: RunnerSpec, tesseract_cmd: str = "tesseract") -> str | Non
 def make_reader(spec: RunnerSpec, models_dir: str, tesseract_cmd: str = "tesseract") -> Reader:
     """Load the runner once in this process (the warm state) and return its reader."""
     if spec.kind == "ours":
-        return _ours(spec.precision, Path(models_dir))
+        return _ours(spec.precision, Path(models_dir), spec.overrides)
     if spec.kind == "rapidocr":
         return _rapidocr()
     if spec.kind == "tesseract":
@@ -105,12 +145,18 @@ def _pages(path: Path) -> list:
     return load_pages(path, InputLimits())
 
 
-def _ours(precision: str, models_dir: Path) -> Reader:
+def _ours(precision: str, models_dir: Path, overrides: str = "") -> Reader:
     from models.page import page_text, read_page
     from models.registry import load_engine
     from ocrq.config import EngineOptions
 
-    engine = load_engine(EngineOptions(engine="ppocr", precision=precision), models_dir, 1)
+    options = EngineOptions(engine="ppocr", precision=precision)
+    if overrides:  # a variant of the engine's settings
+        from models.ppocr.engine import load
+
+        engine = load(options, models_dir, 1, ppocr_config(overrides))
+    else:  # exactly what a worker loads
+        engine = load_engine(options, models_dir, 1)
 
     def read(path: Path, line_image: bool) -> Read:
         texts, boxes, lines = [], [], 0
