@@ -109,7 +109,7 @@ def ours(precision: str, overrides: str = "") -> Runner:
     return run
 
 
-def rapidocr() -> Runner:
+def rapidocr(use_det: bool = True) -> Runner:
     from rapidocr import RapidOCR
 
     from models.ppocr import resources as res
@@ -125,7 +125,12 @@ def rapidocr() -> Runner:
     ocr = RapidOCR(params=params)
 
     def run(path: Path, image: np.ndarray, set_name: str) -> Boxes:
-        out = ocr(np.ascontiguousarray(image[:, :, ::-1]))  # RapidOCR takes BGR arrays
+        bgr = np.ascontiguousarray(image[:, :, ::-1])  # RapidOCR takes BGR arrays
+        if not use_det:  # recognizer (+ angle classifier) on the whole image
+            out = ocr(bgr, use_det=False)
+            h, w = image.shape[:2]
+            return [(0.0, 0.0, float(w), float(h), t) for t in (out.txts or ())]
+        out = ocr(bgr)
         if out.boxes is None:
             return []
         return [
@@ -187,6 +192,8 @@ def make_runner(name: str) -> Runner:
         return ours("int8", overrides)
     if name == "rapidocr":
         return rapidocr()
+    if name == "rapidocr-nodet":  # recognizer only, for single-line images (cf. --psm 7)
+        return rapidocr(use_det=False)
     if name == "tesseract":
         return tesseract()
     raise SystemExit(f"unknown engine {name}")

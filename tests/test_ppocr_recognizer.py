@@ -8,9 +8,11 @@ import pytest
 from models.ppocr.recognizer import (
     REC_HEIGHT,
     RecognizerConfig,
+    allowed_classes,
     build_batch,
     charset_from_metadata,
     ctc_greedy_decode,
+    is_latin,
     resized_width,
     width_buckets,
 )
@@ -72,3 +74,23 @@ def test_build_batch_shape_padding_and_normalization():
     assert batch.shape == (2, 3, REC_HEIGHT, 200)
     assert np.all(batch[0, :, :, :100] == -1.0) and np.all(batch[0, :, :, 100:] == 0.0)
     assert np.all(batch[1] == 1.0)
+
+
+def test_latin_restriction_takes_best_allowed_class():
+    charset = ["", "a", "米", "*", " "]
+    allowed = allowed_classes(charset, "latin")
+    assert allowed.tolist() == [0, 1, 3, 4]
+    probs = np.array([[[0.05, 0.05, 0.6, 0.3, 0.0], [0.1, 0.8, 0.05, 0.05, 0.0]]], np.float32)
+    (restricted,) = ctc_greedy_decode(probs, charset, allowed=allowed)
+    assert restricted.text == "*a"
+    assert restricted.confidence == pytest.approx((0.3 + 0.8) / 2)
+    (full,) = ctc_greedy_decode(probs, charset)
+    assert full.text == "米a"
+    assert allowed_classes(charset, "all") is None
+
+
+def test_is_latin_keeps_european_text_and_typographic_punctuation():
+    for token in ["é", "ß", "Œ", "„", "«", "—", "€", "…", "ł"]:
+        assert is_latin(token), token
+    for token in ["米", "あ", "Ж", "🛃"]:
+        assert not is_latin(token), token

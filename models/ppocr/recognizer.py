@@ -28,6 +28,42 @@ class RecognizerConfig:
     bucket_ratio: float = 1.5
     min_width: int = 32  # pad narrow crops (single characters) up to this width
     max_width: int = 3200  # very long lines are squeezed to this width
+    # "latin": decode only Latin-script letters, digits, punctuation and currency signs
+    # (the model also knows ~18,000 CJK and other symbols, which on Latin documents only
+    # ever appear as confusions, e.g. "米" for "*"); "all": the full character list.
+    charset: str = "latin"
+
+
+# Latin letters that on modern print are (almost) only ever misreadings of i, s, l.
+_LATIN_CONFUSABLES = {"\u0131", "\u017f", "\u0138"}  # dotless i, long s, kra
+
+
+def is_latin(token: str) -> bool:
+    """True for tokens made of Basic Latin, Latin-1, Latin Extended-A, general
+    punctuation (dashes, quotes, ellipsis, per mille) or currency signs."""
+    for ch in token:
+        o = ord(ch)
+        if ch in _LATIN_CONFUSABLES:
+            return False
+        if not (
+            0x20 <= o < 0x7F
+            or 0xA0 <= o < 0x180
+            or 0x2010 <= o <= 0x2027
+            or 0x2030 <= o <= 0x203A
+            or 0x20A0 <= o <= 0x20CF
+            or ch == "\u2122"
+        ):
+            return False
+    return True
+
+
+def allowed_classes(charset: Sequence[str], mode: str) -> np.ndarray | None:
+    """Class indices the decoder may emit (blank always), or None for all of them."""
+    if mode == "all":
+        return None
+    if mode != "latin":
+        raise ValueError(f"unknown charset mode {mode!r}")
+    return np.array([i for i, c in enumerate(charset) if i == 0 or is_latin(c)], dtype=np.intp)
 
 
 def charset_from_metadata(character: str) -> list[str]:
@@ -39,13 +75,21 @@ def charset_from_metadata(character: str) -> list[str]:
 
 
 def ctc_greedy_decode(
-    probs: np.ndarray, charset: Sequence[str], lengths: Sequence[int] | None = None
+    probs: np.ndarray,
+    charset: Sequence[str],
+    lengths: Sequence[int] | None = None,
+    allowed: np.ndarray | None = None,
 ) -> list[TextLine]:
     """Best path decoding of NxTxC probabilities: argmax per step, collapse repeats, drop
-    blanks (index 0). Confidence is the mean max-probability of the emitted characters
-    (1.0 for an empty line would overstate; it gets 0.0)."""
+    blanks (index 0). `allowed` restricts the argmax to those class indices (must include
+    0). Confidence is the mean max-probability of the emitted characters (an empty line
+    gets 0.0: 1.0 would overstate)."""
+    if allowed is not None:
+        probs = probs[:, :, allowed]
     best = probs.argmax(axis=2)
     best_p = np.take_along_axis(probs, best[:, :, None], axis=2)[:, :, 0]
+    if allowed is not None:
+        best = allowed[best]
     keep = best != 0
     keep[:, 1:] &= best[:, 1:] != best[:, :-1]
     out = []
@@ -106,6 +150,7 @@ class PPOCRRecognizer:
         self.charset = charset
         self.config = config or RecognizerConfig()
         self._input = session.get_inputs()[0].name
+        self.allowed = allowed_classes(charset, self.config.charset)
 
     def recognize(self, crops: Sequence[np.ndarray]) -> list[TextLine]:
         cfg = self.config
@@ -117,7 +162,7 @@ class PPOCRRecognizer:
             # Steps beyond a crop's own width see only padding: never decode them.
             lengths = [int(np.ceil(widths[i] / WIDTH_STEP)) for i in bucket]
             for i, line in zip(
-                bucket, ctc_greedy_decode(probs, self.charset, lengths), strict=True
+                bucket, ctc_greedy_decode(probs, self.charset, lengths, self.allowed), strict=True
             ):
                 results[i] = line
         return [r if r is not None else TextLine("", 0.0) for r in results]
