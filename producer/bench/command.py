@@ -116,6 +116,7 @@ def _bench(folders, runners, limit, json_path, chart, workers, models_dir, tesse
         err=True,
     )
     started = time.time()
+    load_before = _loadavg()
     rows: list[Row] = []
     items: list[dict] = []
     for evalset in sets:
@@ -126,9 +127,15 @@ def _bench(folders, runners, limit, json_path, chart, workers, models_dir, tesse
             click.echo(f"  {evalset.name:16s} {spec.label:14s} {_brief(scored.row)}", err=True)
     add_ratios(rows)
     click.echo(format_table(rows))
+    load_after = _loadavg()
     click.echo("\n" + FOOTNOTE)
+    if load_before and load_after:
+        click.echo(
+            f"machine load (1-min average) {load_before[0]:.1f} at start, {load_after[0]:.1f} "
+            f"at end, on {len(allowed_cores())} cores: compare figures within this run only."
+        )
     meta = _meta(folders, specs, limit, workers, models_dir, started)
-    meta["warmup"] = warmup
+    meta.update(warmup=warmup, loadavg_start=load_before, loadavg_end=load_after)
     if json_path:
         write_json(json_path, rows, items, meta)
         click.echo(f"wrote {json_path}")
@@ -204,6 +211,15 @@ def _meta(folders, specs, limit, workers, models_dir, started) -> dict:
         "processor": _cpu_model(),
         "versions": _versions(),
     }
+
+
+def _loadavg() -> list[float] | None:
+    import os
+
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
 
 
 def _command_line() -> str:
