@@ -79,3 +79,20 @@ def test_tiny_image_read_whole_when_detector_finds_nothing(engine):
     assert engine.detector.detect(image) == []  # the fallback is what reads it
     pairs = read_page(engine, image)
     assert [t.text for _, t in pairs] == ["7"]
+
+
+def test_unknown_precision_is_a_model_error(tmp_path):
+    from ocrq.errors import ModelError
+
+    with pytest.raises(ModelError, match="precision"):
+        load(EngineOptions(precision="fp8"), tmp_path, threads=1)
+
+
+def test_page_text_joins_a_line_with_spaces_and_lines_with_newlines():
+    from models.base import Region, TextLine
+
+    def pair(x0, y0, x1, y1, text):
+        return Region(((x0, y0), (x1, y0), (x1, y1), (x0, y1)), 0.9), TextLine(text, 0.9)
+
+    pairs = [pair(0, 0, 50, 20, "exam-"), pair(60, 2, 120, 22, "next"), pair(0, 40, 50, 60, "ple")]
+    assert page_text(pairs) == "exam- next\nple"
