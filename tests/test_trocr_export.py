@@ -89,3 +89,35 @@ def test_missing_local_directory(tmp_path):
 
     with pytest.raises(ModelError, match="not found"):
         load_pretrained(str(tmp_path / "nope"))
+
+
+def test_reference_is_plain_greedy_whatever_the_generation_config(tmp_path):
+    """Checkpoints ship beam/no-repeat settings; parity compares plain greedy decoding."""
+    from models.trocr.hf import load_pretrained
+    from tests.tiny_models import tiny_trocr
+
+    source = tiny_trocr(tmp_path / "hf", kind="base")  # base repeats tokens: 247 247 247
+    gen_path = source / "generation_config.json"
+    gen = json.loads(gen_path.read_text())
+    gen.update(num_beams=4, no_repeat_ngram_size=2, length_penalty=2.0)
+    gen_path.write_text(json.dumps(gen))
+    model, _ = load_pretrained(source)
+    pixel_values = Preprocessor.from_file(source / "preprocessor_config.json")(sample_lines(3))
+    ref = torch_reference(source, pixel_values, 16, model=model)
+    import torch
+
+    with torch.no_grad():
+        configured = model.generate(pixel_values=torch.from_numpy(pixel_values))
+    configured_tokens = [trim(r[1:].tolist(), 2, 1) for r in configured]
+    assert configured_tokens != ref["greedy_tokens"]  # the settings did change decoding
+    model_dir = export_tiny_from(source, tmp_path / "models")
+    ids = TokenIds.from_dir(model_dir)
+    onnx = OnnxTrOCR(model_dir / "encoder.onnx", model_dir / "decoder.onnx", ids)
+    ours = [trim(d.tokens, ids.eos, ids.pad) for d in greedy(onnx, pixel_values, 16)]
+    assert ours == ref["greedy_tokens"]
+
+
+def export_tiny_from(source: Path, models_dir: Path) -> Path:
+    from models.trocr.tools import export_model
+
+    return export_model(str(source), models_dir, name="cfg", check=True)

@@ -50,17 +50,39 @@ def torch_reference(
         from models.trocr.hf import load_pretrained
 
         model, _ = load_pretrained(source_dir)
+    from transformers import GenerationConfig
+
     pv = torch.from_numpy(np.ascontiguousarray(pixel_values, dtype=np.float32))
     gen = model.generation_config
-    eos = gen.eos_token_id if gen.eos_token_id is not None else model.config.decoder.eos_token_id
+    dec = model.config.decoder
+    eos = gen.eos_token_id if gen.eos_token_id is not None else dec.eos_token_id
     eos = eos[0] if isinstance(eos, list) else eos
     pad = gen.pad_token_id if gen.pad_token_id is not None else eos
-    with torch.no_grad():
-        seqs = model.generate(
-            pixel_values=pv, max_new_tokens=max_new_tokens, num_beams=1, do_sample=False
-        )
-        ids = seqs[:, :-1]
-        logits = model(pixel_values=pv, decoder_input_ids=ids).logits
+    start = gen.decoder_start_token_id
+    if start is None:
+        start = model.config.decoder_start_token_id or dec.decoder_start_token_id
+    # Plain greedy, whatever the checkpoint's generation config asks for (beams,
+    # no_repeat_ngram_size, length penalties): that is the decision rule every backend
+    # implements and is compared on.
+    plain = GenerationConfig(
+        decoder_start_token_id=start,
+        bos_token_id=gen.bos_token_id,
+        eos_token_id=eos,
+        pad_token_id=pad,
+        max_new_tokens=max_new_tokens,
+        num_beams=1,
+        do_sample=False,
+    )
+    # Swapped in rather than passed: transformers 5 fills fields left at their defaults in
+    # a passed config from the model's own generation config.
+    saved, model.generation_config = model.generation_config, plain
+    try:
+        with torch.no_grad():
+            seqs = model.generate(pixel_values=pv)
+            ids = seqs[:, :-1]
+            logits = model(pixel_values=pv, decoder_input_ids=ids).logits
+    finally:
+        model.generation_config = saved
     return {
         "decoder_input_ids": ids.numpy().astype(np.int64),
         "logits": logits.float().numpy(),
