@@ -145,6 +145,13 @@ def main() -> None:
     ap.add_argument("--batches", default="8,32")
     ap.add_argument("--steps", type=int, default=32)
     ap.add_argument("--lines", type=int, default=64, help="lines per measurement (>= 2*batch)")
+    ap.add_argument(
+        "--torch-calls",
+        type=int,
+        default=0,
+        help="time only this many `generate` calls of one batch (0: all lines); PyTorch is "
+        "the slow peer, so this keeps a base-size run short",
+    )
     ap.add_argument("--work", default=os.path.expanduser("~/.cache/ocrq/bench-trocr"))
     args = ap.parse_args()
     work = Path(args.work)
@@ -164,7 +171,12 @@ def main() -> None:
             pv = pixel_values(model_dir, n)
             print(f"{kind} batch {batch}: {n} lines x {args.steps} steps", flush=True)
             figures = {
-                "torch-fp32": run_torch(source, pv, batch, args.steps),
+                "torch-fp32": run_torch(
+                    source,
+                    pv[: batch * args.torch_calls] if args.torch_calls else pv,
+                    batch,
+                    args.steps,
+                ),
                 "ours-fp32": run_pair(model_dir, "fp32", pv, batch, args.steps),
                 "ours-int8": run_pair(model_dir, "int8", pv, batch, args.steps),
             }
