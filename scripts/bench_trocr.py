@@ -4,6 +4,7 @@ Random-weight models with the trocr-small-printed and trocr-base-printed shapes 
 input), exactly `--steps` decode steps forced (EOS masked) so every peer does the same
 work. Rows:
   torch-fp32   transformers `generate`, FP32, one process with 2 threads
+  torch-pair   (--torch-pair) the same in the pinned 1-thread pair layout
   ours-fp32    our KV-cached decoding, FP32 graphs, 2 pinned 1-thread processes
   ours-int8    same with the dynamic INT8 (per-channel) graphs
   optimum      `ORTModelForVision2Seq`, if importable (optimum-onnx needs transformers<4.58,
@@ -62,7 +63,9 @@ def pixel_values(model_dir: Path, n: int) -> np.ndarray:
     return Preprocessor.from_file(model_dir / "preprocessor_config.json")(sample_lines(n))
 
 
-def _torch_worker(source: str, pv: np.ndarray, batch: int, steps: int, threads: int, q) -> None:
+def _torch_worker(source, pv, batch, steps, threads, q, core=None, barrier=None) -> None:
+    if core is not None:
+        os.sched_setaffinity(0, {core})
     import torch
 
     from models.trocr.hf import load_pretrained
@@ -73,11 +76,13 @@ def _torch_worker(source: str, pv: np.ndarray, batch: int, steps: int, threads: 
     kw = dict(max_new_tokens=steps, min_new_tokens=steps, num_beams=1, do_sample=False)
     with torch.no_grad():
         model.generate(pixel_values=x[:batch], **kw)  # warm-up
+        if barrier is not None:
+            barrier.wait()
         t = time.perf_counter()
         for i in range(0, len(x), batch):
             out = model.generate(pixel_values=x[i : i + batch], **kw)
             assert out.shape[1] == steps + 1
-        q.put(time.perf_counter() - t)
+        q.put((time.perf_counter(), t))
 
 
 def _ours_worker(model_dir, precision, pv, batch, steps, core, barrier, q) -> None:
@@ -102,9 +107,30 @@ def run_torch(source: str, pv: np.ndarray, batch: int, steps: int, threads: int 
     q = ctx.Queue()
     p = ctx.Process(target=_torch_worker, args=(source, pv, batch, steps, threads, q))
     p.start()
-    seconds = q.get()
+    end, start = q.get()
     p.join()
-    return len(pv) / seconds
+    return len(pv) / (end - start)
+
+
+def run_torch_pair(source: str, pv: np.ndarray, batch: int, steps: int) -> float:
+    """PyTorch in the worker layout too: two pinned 1-thread processes, half the lines each."""
+    ctx = mp.get_context("spawn")
+    q, barrier = ctx.Queue(), ctx.Barrier(2)
+    cores = sorted(os.sched_getaffinity(0))
+    half = len(pv) // 2
+    procs = [
+        ctx.Process(
+            target=_torch_worker,
+            args=(source, part, batch, steps, 1, q, cores[i % len(cores)], barrier),
+        )
+        for i, part in enumerate((pv[:half], pv[half:]))
+    ]
+    for p in procs:
+        p.start()
+    results = [q.get() for _ in procs]
+    for p in procs:
+        p.join()
+    return len(pv) / (max(t1 for t1, _ in results) - min(t0 for _, t0 in results))
 
 
 def run_pair(model_dir: Path, precision: str, pv: np.ndarray, batch: int, steps: int) -> float:
@@ -152,6 +178,11 @@ def main() -> None:
         help="time only this many `generate` calls of one batch (0: all lines); PyTorch is "
         "the slow peer, so this keeps a base-size run short",
     )
+    ap.add_argument(
+        "--torch-pair",
+        action="store_true",
+        help="also time PyTorch in the pinned 1-thread pair layout",
+    )
     ap.add_argument("--work", default=os.path.expanduser("~/.cache/ocrq/bench-trocr"))
     args = ap.parse_args()
     work = Path(args.work)
@@ -180,6 +211,8 @@ def main() -> None:
                 "ours-fp32": run_pair(model_dir, "fp32", pv, batch, args.steps),
                 "ours-int8": run_pair(model_dir, "int8", pv, batch, args.steps),
             }
+            if args.torch_pair:
+                figures["torch-pair"] = run_torch_pair(source, pv, batch, args.steps)
             print("   " + "  ".join(f"{k} {v:.2f}" for k, v in figures.items()), flush=True)
             rows.append((kind, batch, figures))
         parity = manifest.get("parity", {})
@@ -193,15 +226,24 @@ def main() -> None:
         )
     print(f"\noptimum ORTModelForVision2Seq: {optimum_status()}")
     print(f"load average at end {os.getloadavg()}")
-    head = f"{'model':<6} {'batch':>5} {'torch-fp32':>11} {'ours-fp32':>10} {'ours-int8':>10}"
-    print("\nlines/s (" + str(args.steps) + " decode steps forced, 384x384, 2 cores)")
-    print(head + f" {'int8/torch':>10} {'fp32/torch':>10}")
+    extra = any("torch-pair" in f for _, _, f in rows)
+    head = f"{'model':<6} {'batch':>5} {'torch-fp32':>11}" + (
+        f" {'torch-pair':>10}" if extra else ""
+    )
+    head += f" {'ours-fp32':>10} {'ours-int8':>10} {'int8/torch':>10} {'fp32/torch':>10}"
+    print(f"\nlines/s ({args.steps} decode steps forced, 384x384, 2 cores)")
+    print(head + (f" {'int8/t-pair':>11}" if extra else ""))
     for kind, batch, f in rows:
-        print(
-            f"{kind:<6} {batch:>5} {f['torch-fp32']:>11.2f} {f['ours-fp32']:>10.2f} "
-            f"{f['ours-int8']:>10.2f} {f['ours-int8'] / f['torch-fp32']:>9.1f}x "
-            f"{f['ours-fp32'] / f['torch-fp32']:>9.1f}x"
+        line = f"{kind:<6} {batch:>5} {f['torch-fp32']:>11.2f}"
+        if extra:
+            line += f" {f.get('torch-pair', float('nan')):>10.2f}"
+        line += (
+            f" {f['ours-fp32']:>10.2f} {f['ours-int8']:>10.2f}"
+            f" {f['ours-int8'] / f['torch-fp32']:>9.1f}x {f['ours-fp32'] / f['torch-fp32']:>9.1f}x"
         )
+        if extra and "torch-pair" in f:
+            line += f" {f['ours-int8'] / f['torch-pair']:>10.1f}x"
+        print(line)
 
 
 if __name__ == "__main__":
