@@ -1,6 +1,6 @@
 """The real engine (PP-OCRv6 ONNX from the rapidocr wheel, real onnxruntime) on rendered
 text. Bounds: clean DejaVu text at 40-48 px is the easy case for this recognizer; on the
-real UW-III line scans the same engine measures ~0.5 % CER (scripts/eval_engine.py), so
+real UW-III line scans the same engine measures 0.60 % CER (scripts/eval_engine.py), so
 2 % per line / 3 % per page leaves room for one or two confusions (e.g. 0/O, l/1) without
 letting a broken pipeline (wrong order, lost lines, bad crops: >> 10 %) pass.
 """
