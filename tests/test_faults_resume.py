@@ -100,3 +100,42 @@ def test_resubmit_after_interruption_and_retry_failed(tmp_path, db_url_sqlite):
 @pytest.fixture
 def db_url_sqlite(tmp_path):
     return f"sqlite:///{tmp_path / 'results.db'}"
+
+
+def test_requeue_lost_finds_a_message_taken_off_the_queue_and_never_recorded(tmp_path):
+    """The kombu window the soak test hit: BRPOP took the message, the worker died before
+    it reached the unacked hash. Here we take it off ourselves; requeue_lost sends it
+    again, and only it."""
+    from fault_helpers import submit, wait_for
+
+    from producer.submit import broker_job_ids, requeue_lost
+
+    db_url = f"sqlite:///{tmp_path / 'results.db'}"
+    redis = RedisServer(tmp_path)
+    try:
+        ids = submit(db_url, redis.url, sorted(write_pages(tmp_path / "scans", 6)))
+        enqueuer = Enqueuer(queue_name("ppocr"), broker_url=redis.url)
+        store = Store(db_url, create=False)
+        assert broker_job_ids(redis.url, enqueuer.queue) == set(ids)
+        assert requeue_lost(store, enqueuer, grace_seconds=0) == []  # nothing lost yet
+        with redis.client() as client:
+            client.rpop(enqueuer.queue)  # the oldest message: job ids[0]
+        assert broker_job_ids(redis.url, enqueuer.queue) == set(ids[1:])
+        assert requeue_lost(store, enqueuer, grace_seconds=3600) == []  # too recent to judge
+        assert requeue_lost(store, enqueuer, grace_seconds=0) == [ids[0]]
+        assert redis.queue_length() == 6
+        worker = Worker(db_url, redis.url, tmp_path / "worker.log", concurrency=2)
+        try:
+            wait_all_final(db_url, ids, timeout=180, workers=[worker])
+            # while a worker holds messages they sit in `unacked`: not reported lost
+            wait_for(lambda: redis.unacked() == 0, 30, "acks")
+            assert requeue_lost(store, enqueuer, grace_seconds=0) == []
+        finally:
+            worker.stop()
+            store.dispose()
+        result = audit(db_url, ids)
+        print_row("a message lost between BRPOP and unacked, found by requeue_lost", result)
+        assert result.done == 6 and not result.lost and result.duplicated == 0, result
+        assert set(result.attempts.values()) == {1}
+    finally:
+        redis.stop()
