@@ -235,22 +235,34 @@ def broker_job_ids(broker_url: str, queue: str) -> set[int] | None:
 
 
 def requeue_lost(
-    store: Store, enqueuer: Enqueuer, grace_seconds: float = 60.0, batch_id: int | None = None
+    store: Store,
+    enqueuer: Enqueuer,
+    grace_seconds: float = 60.0,
+    batch_id: int | None = None,
+    engine: str = "ppocr",
 ) -> list[int]:
-    """Publish again every job that is queued or running, was published more than
-    `grace_seconds` ago, and has no message left in Redis. Returns their ids."""
+    """Publish again every job of `engine` (whose queue `enqueuer` sends to) that is
+    queued or running, was published more than `grace_seconds` ago, and has no message
+    left in Redis. Returns their ids."""
+    from sqlalchemy import select
+
+    from ocrq.storage import RUNNING, Job
+
+    # Redis first, then the database: a job acked in between is final in the database
+    # already (acks_late acks after the result is written), so it is not picked up.
     present = broker_job_ids(enqueuer.broker_url, enqueuer.queue)
     if present is None:
         return []
-    cutoff = time.time() - grace_seconds
-    lost = [
-        job["id"]
-        for job in store.iter_jobs(batch_id)
-        if job["status"] in (QUEUED, "running")
-        and job["enqueued_at"] is not None
-        and job["enqueued_at"] < cutoff
-        and job["id"] not in present
-    ]
+    query = select(Job.id).where(
+        Job.status.in_((QUEUED, RUNNING)),
+        Job.enqueued_at.is_not(None),
+        Job.enqueued_at < time.time() - grace_seconds,
+        Job.engine == engine,  # other engines' jobs wait in other queues
+    )
+    if batch_id is not None:
+        query = query.where(Job.batch_id == batch_id)
+    with store.read() as conn:
+        lost = [job_id for (job_id,) in conn.execute(query) if job_id not in present]
     if lost:
         enqueuer.send(lost, store)
     return lost
