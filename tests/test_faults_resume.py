@@ -139,3 +139,29 @@ def test_requeue_lost_finds_a_message_taken_off_the_queue_and_never_recorded(tmp
         assert set(result.attempts.values()) == {1}
     finally:
         redis.stop()
+
+
+def test_worker_resends_lost_messages_by_itself(tmp_path):
+    """The same loss with nobody at the keyboard: the worker's own periodic check
+    (OCRQ_RECONCILE_INTERVAL) re-sends the job, which then completes once."""
+    from fault_helpers import submit
+
+    db_url = f"sqlite:///{tmp_path / 'results.db'}"
+    redis = RedisServer(tmp_path)
+    try:
+        ids = submit(db_url, redis.url, sorted(write_pages(tmp_path / "scans", 4)))
+        with redis.client() as client:
+            client.rpop(queue_name("ppocr"))  # job ids[0]'s message is gone
+        env = {"OCRQ_RECONCILE_INTERVAL": "2", "OCRQ_RECONCILE_GRACE": "1"}
+        worker = Worker(db_url, redis.url, tmp_path / "worker.log", concurrency=2, **env)
+        try:
+            wait_all_final(db_url, ids, timeout=180, workers=[worker])
+        finally:
+            worker.stop()
+        assert f"re-sent 1 jobs whose message was lost: [{ids[0]}]" in worker.text()
+        result = audit(db_url, ids)
+        print_row("a lost message re-sent by the worker's periodic check", result)
+        assert result.done == 4 and not result.lost and result.duplicated == 0, result
+        assert set(result.attempts.values()) == {1}
+    finally:
+        redis.stop()
