@@ -109,3 +109,40 @@ def _job(db_url: str, job_id: int) -> dict:
         return job
     finally:
         store.dispose()
+
+
+def test_config_keeps_hard_limit_enforceable(monkeypatch):
+    """Celery arms the hard timer only after the soft one fires: a soft limit at or above
+    the hard one is dropped so the hard limit still applies."""
+    from ocrq.config import settings_from_env
+    from worker.config import celery_config
+
+    monkeypatch.setenv("OCRQ_TASK_SOFT_LIMIT", "600")
+    monkeypatch.setenv("OCRQ_TASK_HARD_LIMIT", "4")
+    conf = celery_config(settings_from_env())
+    assert conf["task_soft_time_limit"] is None and conf["task_time_limit"] == 4
+    monkeypatch.setenv("OCRQ_TASK_SOFT_LIMIT", "3")
+    conf = celery_config(settings_from_env())
+    assert conf["task_soft_time_limit"] == 3 and conf["task_time_limit"] == 4
+    monkeypatch.delenv("OCRQ_TASK_SOFT_LIMIT")
+    monkeypatch.delenv("OCRQ_TASK_HARD_LIMIT")
+    conf = celery_config(settings_from_env())
+    assert (conf["task_soft_time_limit"], conf["task_time_limit"]) == (300, 360)
+    assert conf["broker_transport_options"]["visibility_timeout"] == 1080
+
+
+def test_producer_messages_carry_no_time_limits(tmp_path):
+    """The worker's limits decide: a message stamped with the producer's would override
+    them (this is how OCRQ_TASK_*_LIMIT on workers came to be ignored)."""
+    import json
+
+    from fault_helpers import QUEUE, submit
+
+    redis = RedisServer(tmp_path)
+    try:
+        submit(f"sqlite:///{tmp_path / 'r.db'}", redis.url, [str(tmp_path / "x.png")])
+        with redis.client() as client:
+            (raw,) = client.lrange(QUEUE, 0, -1)
+        assert json.loads(raw)["headers"]["timelimit"] == [None, None]
+    finally:
+        redis.stop()
