@@ -27,3 +27,23 @@ def test_skewed_line_stays_one_line_but_close_lines_do_not_merge():
 
 def test_empty():
     assert reading_order([]) == []
+
+
+def test_two_columns_with_offset_baselines_do_not_chain_lines():
+    # Left column lines at y = 0, 30, 60; right column lines offset by half a line.
+    # Each box must stay with its side-by-side neighbour only.
+    left = [box(0, y, 200, y + 20) for y in (0, 30, 60)]
+    right = [box(300, y, 500, y + 20) for y in (12, 42, 72)]
+    regions = left + right
+    for line in group_lines(regions):
+        ys = [regions[i].bbox[1] for i in line]
+        assert max(ys) - min(ys) <= 12, line  # only side-by-side boxes share a line
+    left_order = [i for i in reading_order(regions) if i < 3]
+    assert left_order == [0, 1, 2]
+
+
+def test_stacked_boxes_never_share_a_line():
+    # a tall box (drop cap) beside two lines must not merge the two lines into one
+    regions = [box(0, 0, 40, 60), box(50, 0, 400, 28), box(50, 32, 400, 60)]
+    lines = group_lines(regions)
+    assert not any({1, 2} <= set(line) for line in lines)
