@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
@@ -63,8 +65,8 @@ def measure(kind: str, model_dir: Path, batch: int, steps: int, batches: int, th
 
         model = load_model(model_dir)
 
-        def run() -> int:
-            return sum(len(d.tokens) for d in greedy(model, pixels, steps, min_new_tokens=steps))
+        def run(x: np.ndarray) -> int:
+            return sum(len(d.tokens) for d in greedy(model, x, steps, min_new_tokens=steps))
 
         def encode() -> None:
             mx.eval(model.cross_kv(model.encode(pixels)))
@@ -74,8 +76,8 @@ def measure(kind: str, model_dir: Path, batch: int, steps: int, batches: int, th
 
         model = OnnxTrOCR(*onnx_files(model_dir, "fp32"), TokenIds.from_dir(model_dir), threads)
 
-        def run() -> int:
-            return sum(len(d.tokens) for d in greedy(model, pixels, steps, min_new_tokens=steps))
+        def run(x: np.ndarray) -> int:
+            return sum(len(d.tokens) for d in greedy(model, x, steps, min_new_tokens=steps))
 
         def encode() -> None:
             model.encode(pixels)
@@ -86,24 +88,24 @@ def measure(kind: str, model_dir: Path, batch: int, steps: int, batches: int, th
 
         torch.set_num_threads(threads)
         hf, _ = load_pretrained(model_dir)
-        pv = torch.from_numpy(pixels)
 
-        def run() -> int:
+        def run(x: np.ndarray) -> int:
             with torch.no_grad():
-                out = hf.generate(pv, max_new_tokens=steps, min_new_tokens=steps, num_beams=1)
+                out = hf.generate(
+                    torch.from_numpy(x), max_new_tokens=steps, min_new_tokens=steps, num_beams=1
+                )
             return int(out.shape[0] * (out.shape[1] - 1))
 
         def encode() -> None:
             with torch.no_grad():
-                hf.encoder(pixel_values=pv)
+                hf.encoder(pixel_values=torch.from_numpy(pixels))
 
-    tokens = run()  # warm-up (allocations, kernel selection)
-    if tokens != batch * steps:
-        raise RuntimeError(f"{kind}: decoded {tokens} tokens, expected {batch * steps}")
+    run(pixels[:1])  # warm-up on one line: sessions, allocations, kernel selection
     start = time.perf_counter()
-    for _ in range(batches):
-        run()
+    tokens = sum(run(pixels) for _ in range(batches))
     elapsed = time.perf_counter() - start
+    if tokens != batch * steps * batches:
+        raise RuntimeError(f"{kind}: decoded {tokens} tokens, expected {batch * steps * batches}")
     start = time.perf_counter()
     encode()
     encode_s = time.perf_counter() - start
@@ -143,9 +145,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="threads per process")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=32, help="decode steps, forced")
-    parser.add_argument("--batches", type=int, default=3, help="timed batches per contender")
-    parser.add_argument("--repeats", type=int, default=2, help="runs per contender, best kept")
+    parser.add_argument("--batches", type=int, default=1, help="timed batches per contender")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per contender, best kept")
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch generate")
+    parser.add_argument(
+        "--no-bundled-blas", action="store_true", help="skip MLX on its bundled BLAS (~10x slower)"
+    )
     parser.add_argument("--child", choices=["mlx", "onnx", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -162,7 +167,8 @@ def main() -> None:
     contenders = [("onnxruntime FP32", "onnx", None)]
     if not args.no_torch:
         contenders.append(("PyTorch generate FP32", "torch", None))
-    contenders.append(("MLX FP32, bundled BLAS", "mlx", None))
+    if not args.no_bundled_blas:
+        contenders.append(("MLX FP32, bundled BLAS", "mlx", None))
     if preload is not None:
         contenders.append(("MLX FP32, OpenBLAS LD_PRELOAD", "mlx", preload))
     else:
