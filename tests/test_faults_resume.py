@@ -47,35 +47,35 @@ def test_resubmit_after_interruption_and_retry_failed(tmp_path, db_url_sqlite):
     db_url = db_url_sqlite
     redis = RedisServer(tmp_path)
     folder = tmp_path / "scans"
-    truth = write_pages(folder, 20)
+    truth = write_pages(folder, 10)
     # two files that will fail: text saved with a .png name
     for name in ("bad_a.png", "bad_b.png"):
         (folder / name).write_text(f"meeting notes ({name}), not a scan\n")
     try:
         ids = _interrupted_submit(folder, db_url, redis.url, chunk=4)
-        assert len(ids) == 22
+        assert len(ids) == 12
         assert redis.queue_length() == 4  # only the first chunk got out
 
         out = ocrq_cli(["submit", str(folder), "-p", "*.png", "--db", db_url], redis.url)
         assert out.returncode == 0, out.stderr
-        # 18 rows never published are sent now; the 4 already queued are left alone
-        assert re.search(r"22 files, 18 queued \(18 resumed\)", out.stdout), out.stdout
+        # 8 rows never published are sent now; the 4 already queued are left alone
+        assert re.search(r"12 files, 8 queued \(8 resumed\)", out.stdout), out.stdout
         assert "4 still queued" in out.stdout, out.stdout
-        assert redis.queue_length() == 22
+        assert redis.queue_length() == 12
 
         worker = Worker(db_url, redis.url, tmp_path / "worker.log", concurrency=2)
         try:
             wait_all_final(db_url, ids, timeout=240, workers=[worker])
             first = audit(db_url, ids)
-            print_row("submit interrupted after 1 of 6 chunks, then re-run", first)
-            assert first.done == 20 and first.failed == 2, first
+            print_row("submit interrupted after 1 of 3 chunks, then re-run", first)
+            assert first.done == 10 and first.failed == 2, first
             assert not first.lost and first.duplicated == 0
             # each job ran exactly once: the re-run did not publish the first chunk again
             assert set(first.attempts.values()) == {1}, first.attempts
 
             again = ocrq_cli(["submit", str(folder), "-p", "*.png", "--db", db_url], redis.url)
-            assert "22 files, 0 queued" in again.stdout, again.stdout
-            assert "20 already done" in again.stdout and "2 failed earlier" in again.stdout
+            assert "12 files, 0 queued" in again.stdout, again.stdout
+            assert "10 already done" in again.stdout and "2 failed earlier" in again.stdout
 
             # fix the two bad files, then ask for the failed ones again
             from PIL import Image
@@ -91,8 +91,8 @@ def test_resubmit_after_interruption_and_retry_failed(tmp_path, db_url_sqlite):
             worker.stop()
         final = audit(db_url, ids)
         print_row("ocrq retry --failed after fixing 2 bad files", final)
-        assert final.done == 22 and not final.lost and final.duplicated == 0, final
-        assert sorted(final.attempts.values()) == [1] * 20 + [2] * 2  # only the 2 re-ran
+        assert final.done == 12 and not final.lost and final.duplicated == 0, final
+        assert sorted(final.attempts.values()) == [1] * 10 + [2] * 2  # only the 2 re-ran
     finally:
         redis.stop()
 
