@@ -178,13 +178,14 @@ def to_regions(boxes: list[tuple[np.ndarray, float]], det_in: DetInput) -> list[
 class PPOCRDetector:
     """`Detector` over one ORT session; `detect(image) -> list[Region]` (unordered)."""
 
-    def __init__(self, session, config: DetectorConfig | None = None) -> None:
+    def __init__(self, session, config: DetectorConfig | None = None, run_options=None) -> None:
         self.session = session
         self.config = config or DetectorConfig()
         self._input = session.get_inputs()[0].name
+        self._run_options = run_options
 
     def probability_map(self, det_in: DetInput) -> np.ndarray:
-        return self.session.run(None, {self._input: det_in.tensor})[0][0, 0]
+        return self.session.run(None, {self._input: det_in.tensor}, self._run_options)[0][0, 0]
 
     def detect(self, image: np.ndarray) -> list[Region]:
         if image.ndim != 3 or image.shape[0] < 2 or image.shape[1] < 2:

@@ -9,7 +9,7 @@ from pathlib import Path
 import onnxruntime as ort
 
 from models.base import Engine
-from models.onnx_session import session_options
+from models.onnx_session import open_session
 from models.ppocr import resources
 from models.ppocr.detector import DetectorConfig, PPOCRDetector
 from models.ppocr.recognizer import PPOCRRecognizer, RecognizerConfig, charset_from_metadata
@@ -50,23 +50,6 @@ def model_file(kind: str, precision: str, models_dir: Path) -> Path:
     return ensure_int8(kind, source, Path(models_dir))
 
 
-def _open(path: Path, threads: int) -> ort.InferenceSession:
-    """The shared session policy (models.onnx_session), minus ORT's memory arena and memory
-    pattern planning: input shapes change with every page and crop batch, and with the
-    arena on, a worker's RSS grew past 2 GB within 29 pages (measured), never shrinking."""
-    if not path.is_file():
-        raise ModelError(f"model file not found: {path}")
-    opts = session_options(threads)
-    opts.enable_cpu_mem_arena = False
-    opts.enable_mem_pattern = False
-    try:
-        return ort.InferenceSession(
-            str(path), sess_options=opts, providers=["CPUExecutionProvider"]
-        )
-    except Exception as exc:  # onnxruntime raises its own untyped errors
-        raise ModelError(f"cannot load ONNX model {path}: {exc}") from exc
-
-
 def _describe(path: Path) -> dict:
     return {"file": path.name, "sha256": resources.sha256_file(path)}
 
@@ -80,7 +63,7 @@ def load_detector(
     """The PP-OCR text-line detector alone (the TrOCR engine reuses it)."""
     _check_precision(precision)
     path = model_file("det", precision, Path(models_dir or "."))
-    return PPOCRDetector(_open(path, threads), config)
+    return PPOCRDetector(open_session(path, threads), config, resources.arena_shrink_run_options())
 
 
 def load_recognizer(
@@ -91,11 +74,13 @@ def load_recognizer(
 ) -> PPOCRRecognizer:
     _check_precision(precision)
     path = model_file("rec", precision, Path(models_dir or "."))
-    session = _open(path, threads)
+    session = open_session(path, threads)
     character = session.get_modelmeta().custom_metadata_map.get("character")
     if not character:
         raise ModelError(f"{path.name} has no 'character' metadata: not a PP-OCR recognizer")
-    return PPOCRRecognizer(session, charset_from_metadata(character), config)
+    return PPOCRRecognizer(
+        session, charset_from_metadata(character), config, resources.arena_shrink_run_options()
+    )
 
 
 def load(
@@ -120,7 +105,11 @@ def load(
         from models.ppocr.classifier import AngleCorrectingRecognizer
 
         files["cls"] = model_file("cls", "fp32", models_dir)
-        engine_recognizer = AngleCorrectingRecognizer(_open(files["cls"], threads), recognizer)
+        engine_recognizer = AngleCorrectingRecognizer(
+            open_session(files["cls"], threads),
+            recognizer,
+            run_options=resources.arena_shrink_run_options(),
+        )
     provenance = {
         "engine": NAME,
         "source": "rapidocr wheel (PP-OCRv6 small, Apache-2.0)",

@@ -145,11 +145,18 @@ def build_batch(crops: Sequence[np.ndarray], widths: Sequence[int], cfg: Recogni
 class PPOCRRecognizer:
     """`Recognizer` over one ORT session: `recognize(crops) -> list[TextLine]` in input order."""
 
-    def __init__(self, session, charset: list[str], config: RecognizerConfig | None = None):
+    def __init__(
+        self,
+        session,
+        charset: list[str],
+        config: RecognizerConfig | None = None,
+        run_options=None,
+    ):
         self.session = session
         self.charset = charset
         self.config = config or RecognizerConfig()
         self._input = session.get_inputs()[0].name
+        self._run_options = run_options
         self.allowed = allowed_classes(charset, self.config.charset)
 
     def recognize(self, crops: Sequence[np.ndarray]) -> list[TextLine]:
@@ -158,7 +165,7 @@ class PPOCRRecognizer:
         widths = [resized_width(c.shape[0], c.shape[1], cfg) for c in crops]
         for bucket in width_buckets(widths, max(1, cfg.batch_size), cfg.bucket_ratio):
             batch = build_batch([crops[i] for i in bucket], [widths[i] for i in bucket], cfg)
-            probs = self.session.run(None, {self._input: batch})[0]
+            probs = self.session.run(None, {self._input: batch}, self._run_options)[0]
             # Steps beyond a crop's own width see only padding: never decode them.
             lengths = [int(np.ceil(widths[i] / WIDTH_STEP)) for i in bucket]
             for i, line in zip(
