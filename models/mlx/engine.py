@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from models.base import Engine, TextLine
+from models.base import Engine
+from models.trocr.engine import TrOCRRecognizer, load_tokenizer
+from models.trocr.preprocess import Preprocessor
+from models.trocr.runtime import Decoded
 from ocrq.config import EngineOptions
 from ocrq.errors import ModelError
 
@@ -33,20 +35,23 @@ class DecodeOptions:
     early_stopping: bool = False
 
 
-class MLXRecognizer:
-    """Crops -> lines with a converted TrOCR on MLX (greedy or beam, KV-cached)."""
+class MLXRecognizer(TrOCRRecognizer):
+    """The ONNX engine's recognizer (batching, preprocessing, tokenizer, confidence) with
+    the MLX model and its KV-cached greedy/beam decoding underneath."""
 
     def __init__(self, model_dir: Path, options: DecodeOptions):
         from models.mlx.model import load_model
-        from models.trocr.preprocess import Preprocessor
 
-        self.model_dir = Path(model_dir)
-        self.options = options
-        self.model = load_model(self.model_dir)
-        self.preprocess = Preprocessor.from_file(self.model_dir / "preprocessor_config.json")
-        self.tokenizer = _load_tokenizer(self.model_dir)
+        model_dir = Path(model_dir)
+        super().__init__(
+            load_model(model_dir),  # type: ignore[arg-type]  # duck-typed: decode_batch below
+            Preprocessor.from_file(model_dir / "preprocessor_config.json"),
+            load_tokenizer(model_dir),
+            options,  # type: ignore[arg-type]
+        )
+        self.model_dir = model_dir
 
-    def decode_batch(self, pixel_values: np.ndarray) -> list[Any]:
+    def decode_batch(self, pixel_values: np.ndarray) -> list[Decoded]:
         from models.mlx.generate import beam_search
 
         o = self.options
@@ -59,24 +64,9 @@ class MLXRecognizer:
             o.early_stopping,
         )
 
-    def recognize(self, crops: Sequence[np.ndarray]) -> list[TextLine]:
-        lines: list[TextLine] = []
-        size = max(1, self.options.batch_size)
-        for start in range(0, len(crops), size):
-            decoded = self.decode_batch(self.preprocess(crops[start : start + size]))
-            for d in decoded:
-                text = self.tokenizer.decode(d.tokens, skip_special_tokens=True).strip()
-                lines.append(TextLine(text=text, confidence=d.confidence))
-        return lines
-
-
-def _load_tokenizer(model_dir: Path) -> Any:
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(str(model_dir))
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot load the tokenizer in {model_dir}: {exc}") from exc
+    def text(self, tokens: list[int]) -> str:
+        ids = [t for t in tokens if t != self.model.cfg.eos_token_id]
+        return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
 
 
 def resolve(model: str | None, models_dir: Path) -> Path:
