@@ -261,12 +261,15 @@ class Store:
                     .values(enqueued_at=now)
                 )
 
-    def requeue_failed(self, batch_id: int | None = None) -> list[int]:
-        """Failed jobs back to queued (for `ocrq retry --failed`); returns their ids."""
+    def requeue_failed(self, batch_id: int | None = None, engine: str | None = None) -> list[int]:
+        """Failed jobs back to queued (for `ocrq retry --failed`); returns their ids.
+        With `engine`, only that engine's jobs: each engine has its own queue."""
         with self.write() as conn:
             query = select(Job.id).where(Job.status == FAILED)
             if batch_id is not None:
                 query = query.where(Job.batch_id == batch_id)
+            if engine is not None:
+                query = query.where(Job.engine == engine)
             ids = [row[0] for row in conn.execute(query)]
             if ids:
                 conn.execute(

@@ -349,23 +349,39 @@ def _export(store, output, fmt, level, dehyphenate, batch_id) -> int:
 
 @cli.command()
 @db_option
-@click.option("--failed", is_flag=True, required=True, help="Re-enqueue the failed jobs.")
+@click.option("--failed", is_flag=True, help="Re-enqueue the failed jobs.")
+@click.option(
+    "--lost",
+    is_flag=True,
+    help="Re-enqueue queued/running jobs whose message is no longer in Redis "
+    "(workers also do this on their own every OCRQ_RECONCILE_INTERVAL seconds).",
+)
+@click.option(
+    "--grace",
+    default=60.0,
+    show_default=True,
+    help="With --lost: only jobs published at least this many seconds ago.",
+)
 @click.option("--batch", "batch_id", type=int, default=None, help="Only this batch.")
 @click.option("--engine", envvar="OCRQ_ENGINE", default="ppocr", show_default=True)
-def retry(db_url, failed, batch_id, engine) -> None:
-    """Re-enqueue failed jobs (after fixing the cause)."""
+def retry(db_url, failed, lost, grace, batch_id, engine) -> None:
+    """Re-enqueue failed jobs (after fixing the cause) or jobs whose message was lost."""
     from ocrq.storage import Store
-    from producer.submit import Enqueuer
+    from producer.submit import Enqueuer, requeue_lost
     from worker.config import queue_name
 
-    if not failed:
-        raise UsageError("say what to retry: --failed")
+    if not (failed or lost):
+        raise UsageError("say what to retry: --failed and/or --lost")
     enqueuer = Enqueuer(queue_name(engine))
     enqueuer.check_broker()
     store = Store(db_url)
-    ids = store.requeue_failed(batch_id)
-    enqueuer.send(ids, store)
-    click.echo(f"re-enqueued {len(ids)} failed jobs")
+    if failed:
+        ids = store.requeue_failed(batch_id, engine=engine)
+        enqueuer.send(ids, store)
+        click.echo(f"re-enqueued {len(ids)} failed {engine} jobs")
+    if lost:
+        ids = requeue_lost(store, enqueuer, grace, batch_id=batch_id, engine=engine)
+        click.echo(f"re-enqueued {len(ids)} {engine} jobs whose message was lost")
 
 
 def _add_models_group() -> None:

@@ -103,3 +103,21 @@ def test_unreachable_database_exit_code(tmp_path):
     )
     assert result.exit_code == 4
     assert "cannot reach results database" in result.output and ":pw@" not in result.output
+
+
+def test_retry_lost_resends_only_vanished_messages(tmp_path, redis_client):
+    write_pages(tmp_path / "in", 3)
+    db = f"sqlite:///{tmp_path}/q.db"
+    runner = CliRunner()
+    assert runner.invoke(cli, ["submit", str(tmp_path / "in"), "--db", db]).exit_code == 0
+    assert redis_client.llen("ocrq.ppocr") == 3
+    redis_client.rpop("ocrq.ppocr")  # a message lost between the broker and a worker
+    result = runner.invoke(cli, ["retry", "--lost", "--grace", "0", "--db", db])
+    assert result.exit_code == 0, result.output
+    assert "re-enqueued 1 ppocr jobs whose message was lost" in result.output
+    assert redis_client.llen("ocrq.ppocr") == 3
+
+
+def test_retry_needs_a_what(tmp_path):
+    result = CliRunner().invoke(cli, ["retry", "--db", f"sqlite:///{tmp_path}/x.db"])
+    assert result.exit_code == 2 and "--failed" in result.output

@@ -148,3 +148,18 @@ def test_two_writer_processes_never_lock_or_duplicate(sqlite_url):
     assert [p.exitcode for p in procs] == [0, 0]
     regions = store.regions_for(ids)
     assert all(len(regions[i]) == 3 for i in ids)
+
+
+def test_requeue_failed_only_for_the_engine_asked(db_url):
+    store = Store(db_url)
+    batch = store.create_batch([], [], OPTIONS)
+    (ppocr,) = store.add_jobs(batch, [NewJob("/a", "a" * 64, 1)], OPTIONS, KEY)
+    trocr_opts = {"engine": "trocr-onnx", "model": "m", "precision": "int8"}
+    (trocr,) = store.add_jobs(
+        batch, [NewJob("/b", "b" * 64, 1)], trocr_opts, model_key("trocr-onnx", "m", "int8")
+    )
+    for job_id in (ppocr, trocr):
+        store.start_job(job_id, "w")
+        store.fail_job(job_id, "bad")
+    assert store.requeue_failed(engine="ppocr") == [ppocr]
+    assert store.get_job(trocr)["status"] == FAILED
