@@ -13,8 +13,13 @@ import onnxruntime as ort
 from ocrq.errors import ModelError
 
 
-def session_options(threads: int = 1) -> ort.SessionOptions:
+def session_options(threads: int = 1, arena: bool = True) -> ort.SessionOptions:
+    """`arena=False` turns off ORT's CPU memory arena and memory-pattern planning: with
+    input shapes that change every call (pages, crop batches) the arena only grows (a
+    PP-OCR worker passed 2.3 GB RSS within 29 pages with it, 250-470 MB without)."""
     opts = ort.SessionOptions()
+    opts.enable_cpu_mem_arena = arena
+    opts.enable_mem_pattern = arena
     opts.intra_op_num_threads = max(1, threads)
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -27,13 +32,15 @@ def session_options(threads: int = 1) -> ort.SessionOptions:
     return opts
 
 
-def open_session(path: Path | str, threads: int = 1) -> ort.InferenceSession:
+def open_session(path: Path | str, threads: int = 1, arena: bool = True) -> ort.InferenceSession:
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
     try:
         return ort.InferenceSession(
-            str(path), sess_options=session_options(threads), providers=["CPUExecutionProvider"]
+            str(path),
+            sess_options=session_options(threads, arena),
+            providers=["CPUExecutionProvider"],
         )
     except Exception as exc:  # onnxruntime raises its own untyped errors
         raise ModelError(f"cannot load ONNX model {path}: {exc}") from exc

@@ -9,7 +9,7 @@ from pathlib import Path
 import onnxruntime as ort
 
 from models.base import Engine
-from models.onnx_session import session_options
+from models.onnx_session import open_session
 from models.ppocr import resources
 from models.ppocr.detector import DetectorConfig, PPOCRDetector
 from models.ppocr.recognizer import PPOCRRecognizer, RecognizerConfig, charset_from_metadata
@@ -51,22 +51,11 @@ def model_file(kind: str, precision: str, models_dir: Path) -> Path:
 
 
 def _open_without_arena(path: Path, threads: int) -> ort.InferenceSession:
-    """The shared session policy (models.onnx_session) minus ORT's CPU arena and memory
-    pattern planning. Input shapes change with every page and crop batch: with the arena a
-    worker passed 2.3 GB RSS within 29 pages (measured); shrinking the arena after each run
-    still left 400-570 MB on receipts; without it, 250-470 MB (the biggest receipt image
-    alone is 100 MB decoded). The price: the detector ran ~30 % slower in a micro test."""
-    if not path.is_file():
-        raise ModelError(f"model file not found: {path}")
-    opts = session_options(threads)
-    opts.enable_cpu_mem_arena = False
-    opts.enable_mem_pattern = False
-    try:
-        return ort.InferenceSession(
-            str(path), sess_options=opts, providers=["CPUExecutionProvider"]
-        )
-    except Exception as exc:  # onnxruntime raises its own untyped errors
-        raise ModelError(f"cannot load ONNX model {path}: {exc}") from exc
+    """Input shapes change with every page and crop batch: with ORT's arena a worker passed
+    2.3 GB RSS within 29 pages (measured); shrinking it after each run still left
+    400-570 MB on receipts; without it, 250-470 MB. The price: the detector ran ~30 %
+    slower in a micro test."""
+    return open_session(path, threads, arena=False)
 
 
 def _describe(path: Path) -> dict:
