@@ -384,13 +384,15 @@ def retry(db_url, failed, lost, grace, batch_id, engine) -> None:
         click.echo(f"re-enqueued {len(ids)} {engine} jobs whose message was lost")
 
 
-def _add_models_group() -> None:
+def _add_subcommands() -> None:
     from models.cli import models_group
+    from producer.bench.command import bench
 
     cli.add_command(models_group)
+    cli.add_command(bench)
 
 
-_add_models_group()
+_add_subcommands()
 
 
 def main() -> None:
