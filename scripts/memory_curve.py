@@ -1,0 +1,63 @@
+"""RSS of one warm worker process over many pages: does it stay flat?
+
+    python scripts/memory_curve.py ../shared/eval/lines ../shared/eval/pages/sroie --pages 1000
+
+Loads the engine once exactly as a worker child does (`worker.warm.init_process`), then
+reads images from the folders round-robin (each folder in turn, cycling), printing the
+process RSS every `--every` pages: after load, its peak, and its last value.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import time
+from pathlib import Path
+
+import click
+
+REPO = Path(__file__).resolve().parent.parent
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
+
+
+@click.command()
+@click.argument("folders", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--pages", default=1000, show_default=True)
+@click.option("--every", default=50, show_default=True)
+@click.option("--precision", default="fp32", show_default=True)
+def main(folders, pages, every, precision) -> None:
+    sys.path.insert(0, str(REPO))
+    import psutil
+
+    from models.page import read_page
+    from ocrq.config import EngineOptions, settings_from_env
+    from ocrq.images import load_pages
+    from worker.warm import init_process
+
+    proc = psutil.Process()
+    settings = settings_from_env()
+    settings = type(settings)(**{**settings.__dict__, "db_url": "sqlite://"})
+    settings = type(settings)(**{**settings.__dict__, "engine": EngineOptions(precision=precision)})
+    state = init_process(0, settings)
+    mb = lambda: proc.memory_info().rss / 2**20  # noqa: E731
+    print(f"engine loaded: rss {mb():.0f} MB")
+    per_folder = [
+        sorted(p for p in Path(f).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) for f in folders
+    ]
+    stream = itertools.cycle(
+        [p for group in itertools.zip_longest(*per_folder) for p in group if p is not None]
+    )
+    peak, started = mb(), time.perf_counter()
+    print(f"{'pages':>6} {'rss MB':>7} {'peak MB':>8} {'s':>7}")
+    for n in range(1, pages + 1):
+        for image in load_pages(next(stream), settings.limits):
+            read_page(state.engine, image)
+        peak = max(peak, mb())
+        if n % every == 0 or n == pages:
+            print(
+                f"{n:6d} {mb():7.0f} {peak:8.0f} {time.perf_counter() - started:7.0f}", flush=True
+            )
+
+
+if __name__ == "__main__":
+    main()
