@@ -65,6 +65,22 @@ def test_width_buckets_sorted_bounded_and_complete():
     ]
 
 
+def test_width_buckets_column_cap_splits_long_lines_only():
+    widths = [100, 110, 120, 130, 900, 950, 1000]
+    buckets = width_buckets(widths, batch_size=16, ratio=1.5, max_columns=2000)
+    assert sorted(i for b in buckets for i in b) == list(range(len(widths)))
+    for b in buckets:
+        assert len(b) * max(widths[i] for i in b) <= 2000 or len(b) == 1
+    # short crops still share one batch; the long ones go at most two at a time
+    assert [[widths[i] for i in b] for b in buckets] == [
+        [100, 110, 120, 130],
+        [900, 950],
+        [1000],
+    ]
+    # a cap below any width means one crop per batch
+    assert all(len(b) == 1 for b in width_buckets(widths, 16, 1.5, max_columns=1))
+
+
 def test_build_batch_shape_padding_and_normalization():
     crops = [np.zeros((24, 50, 3), np.uint8), np.full((48, 200, 3), 255, np.uint8)]
     cfg = RecognizerConfig()

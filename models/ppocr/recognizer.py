@@ -26,6 +26,11 @@ class RecognizerConfig:
     # A bucket is closed when the next (wider) crop would exceed this multiple of the
     # bucket's narrowest width: bounds the padding any crop in a batch carries.
     bucket_ratio: float = 1.5
+    # A bucket is also closed when its crops would sum to more than this many input columns
+    # (batch x width): large batches of long lines run slower per column than small ones
+    # (activations fall out of cache), while short crops still batch up to batch_size.
+    # 0 disables the cap.
+    max_batch_columns: int = 0
     min_width: int = 32  # pad narrow crops (single characters) up to this width
     max_width: int = 3200  # very long lines are squeezed to this width
     # "latin": decode only Latin-script letters, digits, punctuation and currency signs
@@ -111,9 +116,12 @@ def resized_width(h: int, w: int, cfg: RecognizerConfig) -> int:
     return int(min(max(wr, 1), cfg.max_width))
 
 
-def width_buckets(widths: Sequence[int], batch_size: int, ratio: float) -> list[list[int]]:
+def width_buckets(
+    widths: Sequence[int], batch_size: int, ratio: float, max_columns: int = 0
+) -> list[list[int]]:
     """Group crop indices into batches of similar width: sort by width, cut a new batch
-    when it is full or the next width exceeds `ratio` x the batch's first width."""
+    when it is full, the next width exceeds `ratio` x the batch's first width, or (if
+    `max_columns` > 0) the padded batch would exceed `max_columns` columns in total."""
     order = sorted(range(len(widths)), key=lambda i: widths[i])
     buckets: list[list[int]] = []
     for i in order:
@@ -121,6 +129,7 @@ def width_buckets(widths: Sequence[int], batch_size: int, ratio: float) -> list[
             buckets
             and len(buckets[-1]) < batch_size
             and widths[i] <= ratio * max(widths[buckets[-1][0]], 1)
+            and (max_columns <= 0 or (len(buckets[-1]) + 1) * widths[i] <= max_columns)
         ):
             buckets[-1].append(i)
         else:
@@ -163,7 +172,10 @@ class PPOCRRecognizer:
         cfg = self.config
         results: list[TextLine | None] = [None] * len(crops)
         widths = [resized_width(c.shape[0], c.shape[1], cfg) for c in crops]
-        for bucket in width_buckets(widths, max(1, cfg.batch_size), cfg.bucket_ratio):
+        buckets = width_buckets(
+            widths, max(1, cfg.batch_size), cfg.bucket_ratio, cfg.max_batch_columns
+        )
+        for bucket in buckets:
             batch = build_batch([crops[i] for i in bucket], [widths[i] for i in bucket], cfg)
             probs = self.session.run(None, {self._input: batch}, self._run_options)[0]
             # Steps beyond a crop's own width see only padding: never decode them.
