@@ -18,8 +18,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ocrq.config import Settings
+from ocrq.errors import ModelError
 
 Event = tuple  # (kind, worker_index, *payload)
+
+
+class WorkerStartFailed(ModelError):
+    """A pool child could not load its engine (the message says why)."""
 
 
 @dataclass
@@ -37,7 +42,11 @@ def _child_main(index: int, settings: Settings, tasks: mp.Queue, events: mp.Queu
     from ocrq.process import process_job
     from worker import warm
 
-    state = warm.init_process(index, settings)
+    try:
+        state = warm.init_process(index, settings)
+    except Exception as exc:  # a missing model or bad option: every child would fail alike
+        events.put(("fatal", index, type(exc).__name__, str(exc)))
+        return
     events.put(("ready", index, os.getpid(), state.core))
     while True:
         job_id = tasks.get()
@@ -65,6 +74,7 @@ class _Child:
     process: mp.process.BaseProcess
     job: int | None = None
     started: float = 0.0
+    ready: bool = False
 
 
 class LocalPool:
@@ -83,6 +93,7 @@ class LocalPool:
         self.tasks: mp.Queue = self.ctx.Queue()
         self.events: mp.Queue = self.ctx.Queue()
         self.children: dict[int, _Child] = {}
+        self.start_failures = 0
 
     def _spawn(self, index: int) -> None:
         process = self.ctx.Process(
@@ -137,8 +148,12 @@ class LocalPool:
             return
         kind, index = event[0], event[1]
         child = self.children.get(index)
+        if kind == "fatal":
+            raise WorkerStartFailed(f"worker could not start: {event[3]}")
         if kind == "ready":
             summary.workers.append((event[2], event[3]))
+            if child is not None:
+                child.ready = True
         elif kind == "start" and child is not None:
             child.job, child.started = event[2], time.monotonic()
         elif kind == "retry":
@@ -181,6 +196,13 @@ class LocalPool:
                 self._fail_overdue(child.job)
             elif child.process.is_alive() or not remaining:
                 continue
+            if not child.ready and not overdue:
+                self.start_failures += 1
+                if self.start_failures >= 3:  # dying while loading, with nothing said
+                    raise WorkerStartFailed(
+                        "worker processes keep dying while loading the engine "
+                        f"(exit code {child.process.exitcode})"
+                    )
             lost = child.job
             summary.restarts += 1
             self._spawn(index)

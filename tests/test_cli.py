@@ -121,3 +121,15 @@ def test_retry_lost_resends_only_vanished_messages(tmp_path, redis_client):
 def test_retry_needs_a_what(tmp_path):
     result = CliRunner().invoke(cli, ["retry", "--db", f"sqlite:///{tmp_path}/x.db"])
     assert result.exit_code == 2 and "--failed" in result.output
+
+
+def test_run_with_a_missing_model_fails_fast_with_the_reason(tmp_path):
+    write_pages(tmp_path / "in", 1)
+    result = CliRunner().invoke(
+        cli,
+        ["run", str(tmp_path / "in"), "--engine", "trocr-onnx", "--model", "no-such-model"]
+        + ["--db", f"sqlite:///{tmp_path}/x.db", "-w", "1"],
+        env={"OCRQ_MODELS": str(tmp_path / "models")},
+    )
+    assert result.exit_code == 5, result.output
+    assert "worker could not start" in result.output and "no-such-model" in result.output

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 
 from billiard.process import current_process
 from celery import Celery, bootsteps
 from celery.signals import worker_process_init, worker_process_shutdown
 
 from ocrq.config import settings_from_env
+from ocrq.errors import ModelError
 from worker import warm
 from worker.config import celery_config
 
@@ -23,7 +25,16 @@ def _init_child(**_kwargs: object) -> None:
     # billiard numbers pool children 0..N-1 and reuses a dead child's index for its
     # replacement, so each child keeps its own core across restarts.
     logging.basicConfig(level=logging.INFO)
-    warm.init_process(getattr(current_process(), "index", 0))
+    try:
+        warm.init_process(getattr(current_process(), "index", 0))
+    except ModelError as exc:
+        # Every child would fail alike (a missing model, a bad option): say it once,
+        # plainly, and stop the whole worker rather than leave it up with no pool.
+        logging.getLogger("ocrq.worker").critical(
+            "cannot load the engine: %s; stopping the worker", exc
+        )
+        os.kill(os.getppid(), signal.SIGTERM)
+        raise
 
 
 @worker_process_shutdown.connect
