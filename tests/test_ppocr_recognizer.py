@@ -83,13 +83,20 @@ def test_width_buckets_column_cap_splits_long_lines_only():
 
 def test_build_batch_shape_padding_and_normalization():
     crops = [np.zeros((24, 50, 3), np.uint8), np.full((48, 200, 3), 255, np.uint8)]
-    cfg = RecognizerConfig()
+    cfg = RecognizerConfig(right_pad=0)
     widths = [resized_width(c.shape[0], c.shape[1], cfg) for c in crops]
     assert widths == [100, 200]
     batch = build_batch(crops, widths, cfg)
     assert batch.shape == (2, 3, REC_HEIGHT, 200)
     assert np.all(batch[0, :, :, :100] == -1.0) and np.all(batch[0, :, :, 100:] == 0.0)
     assert np.all(batch[1] == 1.0)
+
+
+def test_build_batch_right_pad_adds_grey_columns_rounded_to_stride():
+    crop = np.full((48, 100, 3), 255, np.uint8)
+    batch = build_batch([crop], [100], RecognizerConfig(right_pad=13))
+    assert batch.shape == (1, 3, REC_HEIGHT, 120)  # 100 + 13 rounded up to a multiple of 8
+    assert np.all(batch[0, :, :, :100] == 1.0) and np.all(batch[0, :, :, 100:] == 0.0)
 
 
 def test_latin_restriction_takes_best_allowed_class():

@@ -29,8 +29,14 @@ class RecognizerConfig:
     # A bucket is also closed when its crops would sum to more than this many input columns
     # (batch x width): large batches of long lines run slower per column than small ones
     # (activations fall out of cache), while short crops still batch up to batch_size.
-    # 0 disables the cap.
-    max_batch_columns: int = 0
+    # 0 disables the cap. Default 1 = one crop per run: on one ORT thread that was fastest
+    # for every crop length measured (side by side, same run: oldbooks 2.0x, tesseract_test
+    # 1.25x, receipts 1.09x s/page; UW-III lines unchanged).
+    max_batch_columns: int = 1
+    # Grey columns added right of the widest crop of a batch (rounded up to the stride).
+    # A crop run alone has no batch padding; without this margin the model put spaces
+    # before "!" and quotes at line ends that it did not emit in a padded batch (measured).
+    right_pad: int = 16
     min_width: int = 32  # pad narrow crops (single characters) up to this width
     max_width: int = 3200  # very long lines are squeezed to this width
     # "latin": decode only Latin-script letters, digits, punctuation and currency signs
@@ -140,7 +146,7 @@ def width_buckets(
 def build_batch(crops: Sequence[np.ndarray], widths: Sequence[int], cfg: RecognizerConfig):
     """Resize each crop to 48 x its width, normalize into one NCHW tensor padded (with 0,
     i.e. mid-grey, as in training) to the batch width rounded up to the stride."""
-    width = max(max(widths), cfg.min_width)
+    width = max(max(widths) + cfg.right_pad, cfg.min_width)
     width = int(np.ceil(width / WIDTH_STEP) * WIDTH_STEP)
     batch = np.zeros((len(crops), 3, REC_HEIGHT, width), dtype=np.float32)
     for n, (crop, w) in enumerate(zip(crops, widths, strict=True)):
