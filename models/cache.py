@@ -20,29 +20,24 @@ Backends add their own keys (e.g. "mlx"); `update_manifest` merges top-level key
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
 import re
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from ocrq.errors import ModelError
+from ocrq.hashing import sha256_file
 
 MANIFEST = "manifest.json"
 _VERSIONED = ("torch", "transformers", "tokenizers", "onnx", "onnxruntime", "mlx", "numpy")
-
-
-def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def versions(packages: tuple[str, ...] = _VERSIONED) -> dict[str, str]:
@@ -80,6 +75,22 @@ def resolve_model(name_or_dir: str | Path, models_dir: Path) -> Path:
             f"models in {models_dir}: {known}"
         )
     return candidate
+
+
+@contextmanager
+def staged(final: Path) -> Iterator[Path]:
+    """A temporary sibling folder to build a model in; renamed to `final` only when the
+    block succeeds, so a failed export or conversion never leaves a half model behind."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        yield tmp
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def read_manifest(model_dir: Path | str) -> dict[str, Any]:

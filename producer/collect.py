@@ -10,9 +10,9 @@ from pathlib import Path
 
 import click
 
+from ocrq.hashing import sha256_file
 from ocrq.inputs import display_path
 from ocrq.storage import encode_path
-from producer.hashing import sha256_file
 from producer.submit import HashedFile
 from producer.walk import walk
 

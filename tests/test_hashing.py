@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from producer.hashing import sha256_bytes, sha256_file
+from ocrq.hashing import sha256_bytes, sha256_file
 
 
 @pytest.mark.parametrize("size", [0, 1, 6, 7, 8, 14, 15, 1000])

@@ -8,10 +8,7 @@ silently dropping a weight.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -114,9 +111,7 @@ def convert(
     source_dir = Path(source) if Path(source).is_dir() else None
     name = cache.default_name(str(source)) + MLX_SUFFIX
     final = Path(out_dir) if out_dir else cache.model_path(name, models_dir)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-    try:
+    with cache.staged(final) as tmp:
         arrays = {k: mx.array(v).astype(getattr(mx, dtype)) for k, v in weights.items()}
         mx.save_safetensors(str(tmp / WEIGHTS_FILE), arrays, metadata={"format": "mlx"})
         side_files = copy_side_files(source_dir, tokenizer, model, tmp)
@@ -127,12 +122,6 @@ def convert(
         cache.add_files(tmp, [WEIGHTS_FILE, *side_files])
         if check:
             _check_parity(tmp, source, model)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return final
 
 

@@ -6,10 +6,10 @@ then never again.
 
 from __future__ import annotations
 
-import hashlib
 from functools import lru_cache
 from pathlib import Path
 
+from ocrq import hashing
 from ocrq.errors import ModelError
 
 DET_FILE = "PP-OCRv6_det_small.onnx"
@@ -38,11 +38,7 @@ def model_path(filename: str) -> Path:
 
 @lru_cache(maxsize=32)
 def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return hashing.sha256_file(path)
 
 
 def sha256_file(path: Path) -> str:

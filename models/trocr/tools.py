@@ -5,9 +5,6 @@ Heavy imports (torch, transformers) happen inside the functions that need them.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +43,7 @@ def export_model(
     model, tokenizer = load_pretrained(source)
     name = name or cache.default_name(source)
     final = cache.model_path(name, models_dir)
-    models_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=models_dir))
-    try:
+    with cache.staged(final) as tmp:
         graphs = export_onnx(model, tmp, OPSET)
         source_dir = Path(source) if Path(source).is_dir() else None
         side = copy_side_files(source_dir, tokenizer, model, tmp)
@@ -62,12 +57,6 @@ def export_model(
             cache.update_manifest(tmp, parity={"fp32": _summary(report, "sample lines")})
             if not report["passed"]:
                 raise ParityError(f"export of {source}: FP32 parity failed: {report['failures']}")
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return final
 
 
