@@ -61,7 +61,8 @@ def _stat_reason(raw: str, exc: OSError) -> str:
     return f"cannot stat file: {exc.strerror or exc}"
 
 
-def _kind(mode: int) -> str:
+def file_kind_reason(mode: int) -> str:
+    """Why a path that is not a regular file cannot be read (walker and worker alike)."""
     if stat.S_ISDIR(mode):
         return "is a directory"
     if stat.S_ISFIFO(mode):
@@ -91,7 +92,7 @@ def _checked(path: PathArg, limits: InputLimits) -> tuple[Path, os.stat_result]:
     except OSError as exc:
         raise BadImage(_stat_reason(raw, exc)) from None
     if not stat.S_ISREG(st.st_mode):
-        raise BadImage(_kind(st.st_mode))
+        raise BadImage(file_kind_reason(st.st_mode))
     if st.st_size > limits.max_file_bytes:
         raise InputRejected(
             f"file is {st.st_size} bytes, over the file-size limit of {limits.max_file_bytes}"

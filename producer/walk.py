@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ocrq.errors import UsageError
-from ocrq.inputs import display_path
+from ocrq.inputs import display_path, file_kind_reason
 
 # Stable problem kinds, for counting in the producer's summary.
 BROKEN_SYMLINK = "broken-symlink"
@@ -130,16 +130,6 @@ def _errno_reason(exc: OSError) -> tuple[str, str]:
     return UNREADABLE, f"I/O error: {exc.strerror or exc}"
 
 
-def _special_reason(mode: int) -> str:
-    if stat.S_ISFIFO(mode):
-        return "not a regular file (FIFO)"
-    if stat.S_ISSOCK(mode):
-        return "not a regular file (socket)"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "not a regular file (device)"
-    return "not a regular file"
-
-
 def _scan(path: Path) -> list[os.DirEntry[str]]:
     with os.scandir(path) as it:
         return sorted(it, key=lambda e: os.fsencode(e.name))
@@ -155,7 +145,7 @@ class _Walker:
 
     def _file(self, root: Path, path: Path, rel: str, st: os.stat_result) -> WalkEntry:
         if not stat.S_ISREG(st.st_mode):
-            return WalkEntry(path, root, rel, NOT_REGULAR, _special_reason(st.st_mode))
+            return WalkEntry(path, root, rel, NOT_REGULAR, file_kind_reason(st.st_mode))
         key = (st.st_dev, st.st_ino)
         first = self.files_seen.get(key)
         if first is not None:
