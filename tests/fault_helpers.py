@@ -33,6 +33,10 @@ FINAL = (DONE, FAILED, DUPLICATE)
 FAST_RECOVERY = {
     "OCRQ_VISIBILITY_TIMEOUT": "8",
     "OCRQ_RESTORE_INTERVAL": "1",
+    # A broker outage can eat a message kombu had just popped (BRPOP) but not yet
+    # recorded as unacked; the workers' lost-message check is what brings it back.
+    "OCRQ_RECONCILE_INTERVAL": "3",
+    "OCRQ_RECONCILE_GRACE": "5",
 }
 
 
