@@ -24,14 +24,14 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ocrq.scoring import cer_counts, dehyphenate  # noqa: E402
+from producer.bench.evalsets import EvalSet, Item, discover, score_item  # noqa: E402
 
 EVAL = Path(os.environ.get("OCRQ_EVAL", Path(__file__).resolve().parents[2] / "shared" / "eval"))
 SETS = {
-    "lines": ("lines", "*.png"),
-    "sroie": ("pages/sroie", "*.jpg"),
-    "oldbooks": ("pages/oldbooks", "*.tif"),
-    "tesseract_test": ("pages/tesseract_test", "*.tif"),
+    "lines": "lines",
+    "sroie": "pages/sroie",
+    "oldbooks": "pages/oldbooks",
+    "tesseract_test": "pages/tesseract_test",
 }
 
 # An OCR result: list of (bbox x0, y0, x1, y1, text) in the engine's own reading order.
@@ -44,34 +44,10 @@ def load_rgb(path: Path) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
-def read_zones(path: Path) -> list[tuple[int, int, int, int]]:
-    zones = []
-    for line in path.read_text().splitlines():
-        parts = line.split()
-        if len(parts) >= 4:
-            x, y, w, h = map(int, parts[:4])
-            zones.append((x, y, x + w, y + h))
-    return zones
-
-
-def hypothesis(boxes: Boxes, zones_file: Path | None) -> str:
-    if zones_file is None or not zones_file.exists():
-        return "\n".join(t for *_, t in boxes)
-    parts = []
-    for zx0, zy0, zx1, zy1 in read_zones(zones_file):
-        inside = [
-            t
-            for x0, y0, x1, y1, t in boxes
-            if zx0 <= (x0 + x1) / 2 <= zx1 and zy0 <= (y0 + y1) / 2 <= zy1
-        ]
-        parts.append("\n".join(inside))
-    return "\n".join(parts)
-
-
-def score(set_name: str, hyp: str, ref: str) -> tuple[int, int]:
-    if set_name == "oldbooks":
-        hyp = dehyphenate(hyp)
-    return cer_counts(hyp, ref, casefold=(set_name == "sroie"))
+def score(evalset: EvalSet, item: Item, boxes: Boxes) -> tuple[int, int]:
+    """The bench's scoring, so this script and `ocrq bench` always agree."""
+    text = "\n".join(t for *_, t in boxes)
+    return score_item(item, evalset.conventions, text, boxes)
 
 
 # ---------------------------------------------------------------- engines
@@ -216,19 +192,15 @@ def main() -> None:
     totals: dict[tuple[str, str], list[float]] = {}
     items = []
     for set_name in args.sets.split(","):
-        folder, pattern = SETS[set_name]
-        paths = sorted((EVAL / folder).glob(pattern))
-        if args.limit:
-            paths = paths[: args.limit]
-        for path in paths:
-            ref = path.with_name(path.stem + ".gt.txt").read_text(encoding="utf-8")
+        (evalset,) = discover([EVAL / SETS[set_name]], limit=args.limit or None)
+        for item in evalset.items:
+            path = item.image
             image = load_rgb(path)
-            zones = path.with_suffix(".uzn")
             for name, run in runners.items():
                 t0 = time.perf_counter()
                 boxes = run(path, image, set_name)
                 dt = time.perf_counter() - t0
-                dist, n = score(set_name, hypothesis(boxes, zones), ref)
+                dist, n = score(evalset, item, boxes)
                 acc = totals.setdefault((name, set_name), [0, 0, 0.0, 0])
                 acc[0] += dist
                 acc[1] += n
