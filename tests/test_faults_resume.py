@@ -85,7 +85,7 @@ def test_resubmit_after_interruption_and_retry_failed(tmp_path, db_url_sqlite):
                 page.save(folder / name)
             retried = ocrq_cli(["retry", "--failed", "--db", db_url], redis.url)
             assert retried.returncode == 0, retried.stderr
-            assert "re-enqueued 2 failed jobs" in retried.stdout, retried.stdout
+            assert "re-enqueued 2 failed ppocr jobs" in retried.stdout, retried.stdout
             wait_all_final(db_url, ids, timeout=240, workers=[worker])
         finally:
             worker.stop()
