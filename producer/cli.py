@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -168,8 +169,6 @@ def submit(
     found = collect(paths, patterns, recursive, include_hidden=hidden)
     plan, batch_id, to_send = _plan_and_record(store, settings, found, force, paths, patterns)
     with click.progressbar(length=len(to_send), label="enqueue", file=sys.stderr) as bar:
-        import time
-
         started = time.perf_counter()
         enqueuer.send(to_send, store, progress=bar.update)
         seconds = time.perf_counter() - started
@@ -280,8 +279,6 @@ def run(
 @click.option("--watch", is_flag=True, help="Refresh every 2 s until nothing is queued.")
 def status(db_url, batch_id, watch) -> None:
     """Job counts by status, and the broker's queue depths when it is reachable."""
-    import time
-
     from ocrq.storage import Store
 
     store = Store(db_url)
