@@ -16,7 +16,7 @@ demo:
 	ocrq run samples --pattern '*.png' --db sqlite:///results.db -o results.csv
 	@echo "results: results.db, results.csv"
 
-test:
+test: install
 	$(PYTHON) -m pytest -q -m "not soak" --timeout=900
 
 lint:
