@@ -35,3 +35,12 @@ class BadImage(OcrqError):
 
 class InputRejected(BadImage):
     """The input is outside the configured roots, too large, or otherwise refused."""
+
+
+try:  # Celery's soft time limit is raised inside the running task by a signal, and it is
+    # an Exception: code that turns "any failure" into a job's BadImage must let it pass.
+    from billiard.exceptions import SoftTimeLimitExceeded as TimeLimitInterrupt
+except ImportError:  # pragma: no cover - billiard comes with celery
+
+    class TimeLimitInterrupt(Exception):  # type: ignore[no-redef]
+        """Stand-in where billiard is not installed (never raised)."""

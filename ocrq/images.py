@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ocrq.config import InputLimits
-from ocrq.errors import BadImage, InputRejected
+from ocrq.errors import BadImage, InputRejected, TimeLimitInterrupt
 from ocrq.inputs import read_input
 
 # Our header check (`_check_pixels`) runs before every decode and replaces Pillow's.
@@ -208,6 +208,8 @@ def _frame(im: Image.Image, fmt: str, data: bytes, limits: InputLimits) -> np.nd
         im.load()
     except (BadImage, InputRejected):
         raise
+    except TimeLimitInterrupt:  # the job's time is up: not this file's fault
+        raise
     except Exception as exc:  # noqa: BLE001 - any decoder failure is this file's problem
         raise BadImage(_decode_reason(fmt, data, exc)) from None
     upright = im
@@ -215,6 +217,8 @@ def _frame(im: Image.Image, fmt: str, data: bytes, limits: InputLimits) -> np.nd
         # Only turn when a tag asks for it: exif_transpose otherwise still copies the page.
         if im.getexif().get(_ORIENTATION, 1) not in (0, 1):
             upright = ImageOps.exif_transpose(im) or im
+    except TimeLimitInterrupt:  # the job's time is up: not this file's fault
+        raise
     except Exception:  # noqa: BLE001 - malformed EXIF: keep the stored orientation
         upright = im
     try:
@@ -223,6 +227,8 @@ def _frame(im: Image.Image, fmt: str, data: bytes, limits: InputLimits) -> np.nd
         raise
     except MemoryError:
         raise BadImage(f"{fmt} too large to convert (out of memory)") from None
+    except TimeLimitInterrupt:  # the job's time is up: not this file's fault
+        raise
     except Exception as exc:  # noqa: BLE001
         raise BadImage(f"unsupported {fmt} pixel format ({im.mode}): {exc}") from None
 
@@ -246,6 +252,8 @@ def _open(data: bytes) -> Image.Image:
         raise BadImage(_unidentified_reason(data)) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InputRejected("image exceeds Pillow's pixel limit (Image.MAX_IMAGE_PIXELS)") from None
+    except TimeLimitInterrupt:  # the job's time is up: not this file's fault
+        raise
     except Exception as exc:  # noqa: BLE001 - header parse errors of every kind
         raise BadImage(_decode_reason(_magic_format(data) or "image", data, exc)) from None
 
@@ -256,6 +264,8 @@ def _page_count(im: Image.Image, fmt: str, data: bytes, limits: InputLimits) -> 
     try:
         with _pillow_quiet():
             pages = int(getattr(im, "n_frames", 1))
+    except TimeLimitInterrupt:  # the job's time is up: not this file's fault
+        raise
     except Exception as exc:  # noqa: BLE001 - broken IFD chain
         raise BadImage(_decode_reason(fmt, data, exc)) from None
     if pages > limits.max_pages:
@@ -273,6 +283,8 @@ def _page(im: Image.Image, i: int, fmt: str, data: bytes, limits: InputLimits) -
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InputRejected("image exceeds Pillow's pixel limit (Image.MAX_IMAGE_PIXELS)") from None
+    except TimeLimitInterrupt:  # the job's time is up: not this file's fault
+        raise
     except Exception as exc:  # noqa: BLE001
         raise BadImage(_decode_reason(fmt, data, exc)) from None
 

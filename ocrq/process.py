@@ -16,16 +16,8 @@ import numpy as np
 
 from models.base import Engine
 from ocrq.config import EngineOptions, InputLimits
-from ocrq.errors import BadImage
+from ocrq.errors import BadImage, TimeLimitInterrupt
 from ocrq.storage import RegionResult, Store, decode_path
-
-try:  # Celery's soft time limit, raised inside the task by a signal: the caller's to handle
-    from billiard.exceptions import SoftTimeLimitExceeded as _TimeLimit
-except ImportError:  # pragma: no cover - billiard comes with celery
-
-    class _TimeLimit(Exception):  # type: ignore[no-redef]
-        pass
-
 
 OUTCOME_DONE, OUTCOME_FAILED, OUTCOME_SKIPPED = "done", "failed", "skipped"
 
@@ -118,7 +110,7 @@ def process_job(
         reason = str(exc)
         store.fail_job(job_id, reason, timings={"total": time.perf_counter() - started})
         return Outcome(job_id, OUTCOME_FAILED, error=reason)
-    except _TimeLimit:
+    except TimeLimitInterrupt:
         raise  # the task fails the job with a "time limit" reason
     except Exception as exc:  # ocr_pages touches no database: the page is at fault
         # A page the engine cannot handle is this job's fault, not the worker's:

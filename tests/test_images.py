@@ -228,3 +228,22 @@ def test_missing_file_and_directory(tmp_path: Path):
         load_pages(tmp_path / "nope.png", LIMITS)
     with pytest.raises(BadImage, match="is a directory"):
         load_pages(tmp_path, LIMITS)
+
+
+def test_soft_time_limit_during_decoding_is_not_a_bad_image(tmp_path, monkeypatch):
+    """Celery raises its soft time limit inside whatever the task runs, as an Exception;
+    decoding must let it through (the task then fails the job with "time limit"), never
+    report it as a corrupt file. The real signal is exercised in test_faults_limits."""
+    from PIL import Image as PILImage
+
+    from ocrq.errors import TimeLimitInterrupt
+
+    path = tmp_path / "page.png"
+    PILImage.new("RGB", (64, 32), "white").save(path)
+
+    def interrupted(self, *args, **kwargs):
+        raise TimeLimitInterrupt()
+
+    monkeypatch.setattr(PILImage.Image, "load", interrupted)
+    with pytest.raises(TimeLimitInterrupt):
+        load_pages(path, InputLimits())
