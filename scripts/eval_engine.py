@@ -86,19 +86,9 @@ def ours(precision: str, overrides: str = "") -> Runner:
 
 
 def rapidocr(use_det: bool = True) -> Runner:
-    from rapidocr import RapidOCR
+    from producer.bench.runners import offline_rapidocr
 
-    from models.ppocr import resources as res
-
-    params = {
-        "Det.model_path": str(res.model_path(res.DET_FILE)),
-        "Rec.model_path": str(res.model_path(res.REC_FILE)),
-        "Cls.model_path": str(res.model_path(res.CLS_FILE)),
-        "EngineConfig.onnxruntime.intra_op_num_threads": 1,
-        "EngineConfig.onnxruntime.inter_op_num_threads": 1,
-        "Global.log_level": "error",
-    }
-    ocr = RapidOCR(params=params)
+    ocr = offline_rapidocr()
 
     def run(path: Path, image: np.ndarray, set_name: str) -> Boxes:
         bgr = np.ascontiguousarray(image[:, :, ::-1])  # RapidOCR takes BGR arrays

@@ -171,15 +171,14 @@ def _ours(precision: str, models_dir: Path, overrides: str = "") -> Reader:
     return read
 
 
-def _rapidocr() -> Reader:
-    """RapidOCR's own pipeline (its defaults), with the wheel's model files named
-    explicitly so it never tries to download, and one ORT thread per process."""
-    import numpy as np
+def offline_rapidocr():  # type: ignore[no-untyped-def]
+    """RapidOCR with the wheel's own model files named explicitly (it never downloads)
+    and one ORT thread, as every runner here gets."""
     from rapidocr import RapidOCR
 
     from models.ppocr import resources as res
 
-    ocr = RapidOCR(
+    return RapidOCR(
         params={
             "Det.model_path": str(res.model_path(res.DET_FILE)),
             "Rec.model_path": str(res.model_path(res.REC_FILE)),
@@ -189,6 +188,14 @@ def _rapidocr() -> Reader:
             "Global.log_level": "error",
         }
     )
+
+
+def _rapidocr() -> Reader:
+    """RapidOCR's own pipeline (its defaults), with the wheel's model files named
+    explicitly so it never tries to download, and one ORT thread per process."""
+    import numpy as np
+
+    ocr = offline_rapidocr()
 
     def read(path: Path, line_image: bool) -> Read:
         texts, boxes, lines = [], [], 0
