@@ -155,6 +155,7 @@ def export_onnx(model: Any, out_dir: Path, opset: int = OPSET) -> list[str]:
             opset_version=opset,
             dynamo=False,
         )
+        _rewrite(out_dir / ENCODER, encoder_heads=_encoder_heads(model))
         # Trace with T=2 and a non-empty past so neither the causal mask nor the position
         # offset can be specialized away (both stay dynamic in the graph).
         ids = torch.tensor([[5, 6], [7, 8]], dtype=torch.long)
@@ -179,7 +180,26 @@ def export_onnx(model: Any, out_dir: Path, opset: int = OPSET) -> list[str]:
             opset_version=opset,
             dynamo=False,
         )
+        _rewrite(out_dir / DECODER)
     return [ENCODER, DECODER]
+
+
+def _encoder_heads(model: Any) -> int:
+    return int(model.config.encoder.num_attention_heads)
+
+
+def _rewrite(path: Path, encoder_heads: int | None = None) -> None:
+    """The exact clean-ups of models.trocr.graph, in place."""
+    import onnx
+
+    from models.trocr.graph import drop_single_input_concats, fuse_encoder_attention
+
+    graph = onnx.load(str(path))
+    changed = drop_single_input_concats(graph)
+    if encoder_heads is not None:
+        changed += fuse_encoder_attention(graph, encoder_heads)
+    if changed:
+        onnx.save(graph, str(path))
 
 
 def copy_side_files(

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 
 from models.trocr.export import DECODER, ENCODER
 from models.trocr.preprocess import Preprocessor
@@ -30,6 +31,9 @@ MODES = ("dynamic", "static")
 ENCODER_INT8 = "encoder.int8.onnx"
 DECODER_INT8 = "decoder.int8.onnx"
 OP_TYPES = ["MatMul"]
+# The fused MultiHeadAttention nodes (com.microsoft) defeat ONNX shape inference, so the
+# quantizer cannot type the MatMuls after them without being told they are FLOAT.
+EXTRA_OPTIONS = {"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT}
 
 
 def decoder_feeds(
@@ -93,7 +97,7 @@ def _static(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]]) -> None:
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
-            extra_options={"MatMulConstBOnly": True},
+            extra_options=EXTRA_OPTIONS,
         )
 
 
@@ -129,7 +133,7 @@ def quantize_model(
                     op_types_to_quantize=OP_TYPES,
                     per_channel=True,
                     weight_type=QuantType.QInt8,
-                    extra_options={"MatMulConstBOnly": True},
+                    extra_options=EXTRA_OPTIONS,
                 )
         return info
     if not calibration:
