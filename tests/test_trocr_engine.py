@@ -11,7 +11,7 @@ from models.trocr.engine import DecodeOptions, load_recognizer
 from models.trocr.images import render_line, sample_lines
 from models.trocr.preprocess import Preprocessor
 from models.trocr.quantize import quantize_model
-from models.trocr.runtime import beam_search, greedy
+from models.trocr.runtime import ENCODER_BATCH, beam_search, greedy
 from ocrq.config import EngineOptions
 from ocrq.errors import ModelError
 from tests.tiny_models import EOS, export_tiny
@@ -37,6 +37,18 @@ def crops() -> list[np.ndarray]:
 def recognizer(models_dir, precision="fp32", **options):
     rec, provenance = load_recognizer("s", models_dir, precision, 1, DecodeOptions(**options))
     return rec, provenance
+
+
+def test_encoder_runs_in_chunks_with_the_same_result(models_dir):
+    rec, _ = recognizer(models_dir)
+    pixel_values = rec.preprocess(crops())
+    assert len(pixel_values) > ENCODER_BATCH  # so encode() splits it
+    chunked = rec.model.encode(pixel_values)
+    single = [rec.model.encode(pixel_values[i : i + 1]) for i in range(len(pixel_values))]
+    for layer, kv in enumerate(chunked):
+        assert kv.shape[0] == len(pixel_values)
+        expected = np.concatenate([s[layer] for s in single])
+        np.testing.assert_allclose(kv, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_batched_equals_one_by_one_and_early_stop(models_dir):

@@ -18,6 +18,8 @@ import numpy as np
 from models.onnx_session import open_session
 from ocrq.errors import ModelError
 
+ENCODER_BATCH = 8
+
 
 @dataclass(frozen=True)
 class Decoded:
@@ -77,8 +79,19 @@ class OnnxTrOCR:
             raise ModelError(f"{encoder_path.name} and {decoder_path.name} do not belong together")
 
     def encode(self, pixel_values: np.ndarray) -> list[np.ndarray]:
-        """Cross-attention K/V of every decoder layer: [k0, v0, k1, v1, ...]."""
-        return self.encoder.run(None, {"pixel_values": pixel_values})
+        """Cross-attention K/V of every decoder layer: [k0, v0, k1, v1, ...].
+
+        Images are encoded at most ENCODER_BATCH at a time: the encoder's activations for
+        32 images outgrow the cache (small size, one core: 5.26 s for 32 images in one
+        call, 4.8 s in four calls of 8), while the decoder still steps all rows together.
+        """
+        if len(pixel_values) <= ENCODER_BATCH:
+            return self.encoder.run(None, {"pixel_values": pixel_values})
+        parts = [
+            self.encoder.run(None, {"pixel_values": pixel_values[i : i + ENCODER_BATCH]})
+            for i in range(0, len(pixel_values), ENCODER_BATCH)
+        ]
+        return [np.concatenate(chunks) for chunks in zip(*parts, strict=True)]
 
     def empty_past(self, batch: int) -> list[np.ndarray]:
         empty = np.zeros((batch, self.heads, 0, self.head_dim), np.float32)
