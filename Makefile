@@ -3,7 +3,9 @@ PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 EVAL ?= ../shared/eval
 
-.PHONY: install demo test lint format bench bench-enqueue bench-trocr bench-mlx soak samples clean
+OPTIMUM_VENV ?= $(HOME)/.cache/ocrq/optimum-venv
+
+.PHONY: install demo test lint format bench bench-enqueue bench-trocr bench-mlx optimum-venv soak samples clean
 
 # torch is pinned first, explicitly: the CPU build of 2.13.0 (a local wheel on our
 # machines) keeps pip from pulling a multi-GB CUDA build through transformers.
@@ -33,8 +35,16 @@ bench:
 bench-enqueue:
 	$(PYTHON) scripts/bench_enqueue.py --jobs 10000
 
+# The optimum row runs only when its venv exists (make optimum-venv).
 bench-trocr:
-	$(PYTHON) scripts/bench_trocr.py
+	$(PYTHON) scripts/bench_trocr.py \
+	  $(if $(wildcard $(OPTIMUM_VENV)/bin/python),--optimum-python $(OPTIMUM_VENV)/bin/python)
+
+# optimum-onnx needs transformers<4.58 and ocrq runs 5.x: the peer gets its own venv.
+optimum-venv:
+	$(PYTHON) -m venv $(OPTIMUM_VENV)
+	$(OPTIMUM_VENV)/bin/pip install -q "torch==2.13.0"
+	$(OPTIMUM_VENV)/bin/pip install -q "transformers<4.58" "optimum[onnxruntime]==2.1.0" pillow
 
 bench-mlx:
 	$(PYTHON) scripts/bench_mlx.py

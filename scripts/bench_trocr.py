@@ -7,13 +7,15 @@ work. Rows:
   torch-pair   (--torch-pair) the same in the pinned 1-thread pair layout
   ours-fp32    our KV-cached decoding, FP32 graphs, 2 pinned 1-thread processes
   ours-int8    same with the dynamic INT8 (per-channel) graphs
-  optimum      `ORTModelForVision2Seq`, if importable (optimum-onnx needs transformers<4.58,
-               so it is reported as not run in this environment)
+  optimum      (--optimum-python PY) optimum's `ORTModelForVision2Seq`, FP32, one process
+               with 2 threads, run by scripts/optimum_peer.py under PY: optimum-onnx
+               needs transformers<4.58, so it lives in its own venv (make optimum-venv)
 The pinned pair is the worker layout: one process per core (`os.sched_setaffinity`), one
 ORT thread each, each decoding half of the lines; lines/s = all lines / wall time from a
 common start (after warm-up).
 
     python scripts/bench_trocr.py [--sizes small,base] [--batches 8,32] [--steps 32]
+        [--optimum-python ~/.cache/ocrq/optimum-venv/bin/python]
 """
 
 from __future__ import annotations
@@ -157,12 +159,27 @@ def run_pair(model_dir: Path, precision: str, pv: np.ndarray, batch: int, steps:
     return len(pv) / (end - start)
 
 
-def optimum_status() -> str:
-    try:
-        import optimum.onnxruntime  # noqa: F401
-    except Exception as exc:  # ImportError, or its own import failing under transformers 5
-        return f"not run ({type(exc).__name__}: optimum-onnx needs transformers<4.58)"
-    return "importable (not wired: no compatible version exists for transformers 5.x)"
+def run_optimum(
+    python: str, hf_dir: str, pv: np.ndarray, batch: int, steps: int, calls: int
+) -> float:
+    """optimum's ORTModelForVision2Seq (FP32, merged decoder with KV cache), one process with
+    2 threads like the torch row, run by `python` (an interpreter with optimum installed:
+    optimum-onnx needs transformers<4.58, ocrq runs 5.x)."""
+    import json
+    import subprocess
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".npy") as f:
+        np.save(f.name, pv)
+        cmd = [python, str(Path(__file__).with_name("optimum_peer.py")), hf_dir, f.name]
+        cmd += ["--batch", str(batch), "--steps", str(steps), "--threads", "2"]
+        cmd += ["--calls", str(calls)]
+        out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"optimum peer failed:\n{out.stderr[-2000:]}")
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"   optimum versions {result['versions']}", flush=True)
+    return float(result["lines_per_s"])
 
 
 def main() -> None:
@@ -182,6 +199,12 @@ def main() -> None:
         "--torch-pair",
         action="store_true",
         help="also time PyTorch in the pinned 1-thread pair layout",
+    )
+    ap.add_argument(
+        "--optimum-python",
+        default=os.environ.get("OCRQ_OPTIMUM_PYTHON", ""),
+        help="a Python with optimum[onnxruntime] and transformers<4.58 (make optimum-venv); "
+        "adds the optimum row (env OCRQ_OPTIMUM_PYTHON)",
     )
     ap.add_argument("--work", default=os.path.expanduser("~/.cache/ocrq/bench-trocr"))
     args = ap.parse_args()
@@ -211,6 +234,15 @@ def main() -> None:
                 "ours-fp32": run_pair(model_dir, "fp32", pv, batch, args.steps),
                 "ours-int8": run_pair(model_dir, "int8", pv, batch, args.steps),
             }
+            if args.optimum_python:
+                figures["optimum"] = run_optimum(
+                    args.optimum_python,
+                    source,
+                    pv,
+                    batch,
+                    args.steps,
+                    args.torch_calls,
+                )
             if args.torch_pair:
                 figures["torch-pair"] = run_torch_pair(source, pv, batch, args.steps)
             print("   " + "  ".join(f"{k} {v:.2f}" for k, v in figures.items()), flush=True)
@@ -224,23 +256,31 @@ def main() -> None:
             f"{int8.get('greedy_token_agreement', float('nan')):.3f}",
             flush=True,
         )
-    print(f"\noptimum ORTModelForVision2Seq: {optimum_status()}")
+    if not args.optimum_python:
+        print("\noptimum: not run (give --optimum-python; see make optimum-venv)")
     print(f"load average at end {os.getloadavg()}")
     extra = any("torch-pair" in f for _, _, f in rows)
+    opt = any("optimum" in f for _, _, f in rows)
     head = f"{'model':<6} {'batch':>5} {'torch-fp32':>11}" + (
         f" {'torch-pair':>10}" if extra else ""
     )
+    head += f" {'optimum':>8}" if opt else ""
     head += f" {'ours-fp32':>10} {'ours-int8':>10} {'int8/torch':>10} {'fp32/torch':>10}"
+    head += f" {'int8/optimum':>12}" if opt else ""
     print(f"\nlines/s ({args.steps} decode steps forced, 384x384, 2 cores)")
     print(head + (f" {'int8/t-pair':>11}" if extra else ""))
     for kind, batch, f in rows:
         line = f"{kind:<6} {batch:>5} {f['torch-fp32']:>11.2f}"
         if extra:
             line += f" {f.get('torch-pair', float('nan')):>10.2f}"
+        if opt:
+            line += f" {f.get('optimum', float('nan')):>8.2f}"
         line += (
             f" {f['ours-fp32']:>10.2f} {f['ours-int8']:>10.2f}"
             f" {f['ours-int8'] / f['torch-fp32']:>9.1f}x {f['ours-fp32'] / f['torch-fp32']:>9.1f}x"
         )
+        if opt:
+            line += f" {f['ours-int8'] / f.get('optimum', float('nan')):>11.1f}x"
         if extra and "torch-pair" in f:
             line += f" {f['ours-int8'] / f['torch-pair']:>10.1f}x"
         print(line)
