@@ -75,3 +75,22 @@ def _workers(db_url: str) -> dict[str, set[int]]:
         found[job["worker"]].add(job["provenance"]["engine_loads"])
     store.dispose()
     return dict(found)
+
+
+def test_worker_that_cannot_load_its_engine_exits_non_zero(tmp_path, redis_client):
+    log = tmp_path / "worker.log"
+    proc = start_worker(
+        f"sqlite:///{tmp_path / 'results.db'}",
+        log,
+        concurrency=1,
+        OCRQ_ENGINE="trocr-onnx",
+        OCRQ_MODEL="no-such-model",
+        OCRQ_MODELS=str(tmp_path / "models"),
+    )
+    try:
+        code = proc.wait(timeout=120)
+    finally:
+        stop_worker(proc)
+    text = log.read_text()
+    assert code != 0, text[-2000:]
+    assert "cannot load the engine" in text and "no-such-model" in text, text[-2000:]

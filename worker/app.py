@@ -8,7 +8,7 @@ import signal
 
 from billiard.process import current_process
 from celery import Celery, bootsteps
-from celery.signals import worker_process_init, worker_process_shutdown
+from celery.signals import worker_init, worker_process_init, worker_process_shutdown
 
 from ocrq.config import settings_from_env
 from ocrq.errors import ModelError
@@ -33,8 +33,27 @@ def _init_child(**_kwargs: object) -> None:
         logging.getLogger("ocrq.worker").critical(
             "cannot load the engine: %s; stopping the worker", exc
         )
-        os.kill(os.getppid(), signal.SIGTERM)
+        os.kill(os.getppid(), ENGINE_FAILED)
         raise
+
+
+# Celery's own shutdown signals all exit 0 (even SIGQUIT's cold shutdown: WorkerTerminate
+# drops its code), and a supervisor would take a worker without an engine for a clean
+# stop. A child that cannot load the engine sends this one instead: the main process
+# asks for a warm shutdown with exit code 1, which the event loop raises as SystemExit(1).
+ENGINE_FAILED = signal.SIGUSR2
+
+
+def _engine_failed(_signum: int, _frame: object) -> None:
+    from celery.platforms import EX_FAILURE
+    from celery.worker import state
+
+    state.should_stop = EX_FAILURE
+
+
+@worker_init.connect
+def _init_main(**_kwargs: object) -> None:
+    signal.signal(ENGINE_FAILED, _engine_failed)
 
 
 @worker_process_shutdown.connect
