@@ -1,5 +1,6 @@
 """Enqueue rate for N jobs: our pipelined Enqueuer vs a plain `apply_async` loop, side by
-side in one run, into a real Redis (a scratch database, flushed before and after).
+side in one run, into a real Redis (a scratch database, flushed before and after); then
+what the workers' periodic lost-message check costs with all N waiting.
 
     python scripts/bench_enqueue.py --jobs 10000 --broker redis://127.0.0.1:6379/12
 """
@@ -26,7 +27,14 @@ def main(jobs: int, broker: str, chunk: int) -> None:
 
     from ocrq.config import EngineOptions
     from ocrq.storage import Store, model_key
-    from producer.submit import Enqueuer, HashedFile, plan_jobs, record_jobs
+    from producer.submit import (
+        Enqueuer,
+        HashedFile,
+        broker_job_ids,
+        nothing_can_be_lost,
+        plan_jobs,
+        record_jobs,
+    )
     from worker.config import queue_name
 
     client = redis.Redis.from_url(broker)
@@ -53,6 +61,13 @@ def main(jobs: int, broker: str, chunk: int) -> None:
             )
         )
         assert client.llen(queue) == jobs, client.llen(queue)
+        # what each worker's periodic lost-message check costs with all of them waiting
+        started = time.perf_counter()
+        assert nothing_can_be_lost(store, broker, lambda _engine: queue)
+        check_s = time.perf_counter() - started
+        started = time.perf_counter()
+        assert len(broker_job_ids(broker, queue) or ()) == jobs
+        scan_s = time.perf_counter() - started
 
         client.flushdb()
         started = time.perf_counter()
@@ -67,6 +82,9 @@ def main(jobs: int, broker: str, chunk: int) -> None:
     print(f"{'path':62} {'seconds':>8} {'jobs/s':>9} {'vs loop':>8}")
     for name, seconds in rows:
         print(f"{name:62} {seconds:8.2f} {jobs / seconds:9,.0f} {base / seconds:7.2f}x")
+    print(f"\nlost-message check with {jobs:,} jobs waiting (each worker, every round):")
+    print(f"  counts only (nothing_can_be_lost: LLEN/HLEN + one COUNT)  {check_s * 1e3:9.1f} ms")
+    print(f"  full scan (broker_job_ids: LRANGE + parse every message)  {scan_s * 1e3:9.1f} ms")
 
 
 if __name__ == "__main__":

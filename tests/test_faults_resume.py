@@ -108,7 +108,7 @@ def test_requeue_lost_finds_a_message_taken_off_the_queue_and_never_recorded(tmp
     again, and only it."""
     from fault_helpers import submit, wait_for
 
-    from producer.submit import broker_job_ids, requeue_lost
+    from producer.submit import broker_job_ids, nothing_can_be_lost, requeue_lost
 
     db_url = f"sqlite:///{tmp_path / 'results.db'}"
     redis = RedisServer(tmp_path)
@@ -117,13 +117,16 @@ def test_requeue_lost_finds_a_message_taken_off_the_queue_and_never_recorded(tmp
         enqueuer = Enqueuer(queue_name("ppocr"), broker_url=redis.url)
         store = Store(db_url, create=False)
         assert broker_job_ids(redis.url, enqueuer.queue) == set(ids)
+        assert nothing_can_be_lost(store, redis.url, queue_name)  # the O(1) pre-check
         assert requeue_lost(store, enqueuer, grace_seconds=0) == []  # nothing lost yet
         with redis.client() as client:
             client.rpop(enqueuer.queue)  # the oldest message: job ids[0]
+        assert not nothing_can_be_lost(store, redis.url, queue_name)  # 5 messages, 6 jobs
         assert broker_job_ids(redis.url, enqueuer.queue) == set(ids[1:])
         assert requeue_lost(store, enqueuer, grace_seconds=3600) == []  # too recent to judge
         assert requeue_lost(store, enqueuer, grace_seconds=0) == [ids[0]]
         assert redis.queue_length() == 6
+        assert nothing_can_be_lost(store, redis.url, queue_name)
         worker = Worker(db_url, redis.url, tmp_path / "worker.log", concurrency=2)
         try:
             wait_all_final(db_url, ids, timeout=180, workers=[worker])

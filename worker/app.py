@@ -86,11 +86,13 @@ class RequeueLost(bootsteps.StartStopStep):
 
     def run(self) -> None:
         from ocrq.storage import Store
-        from producer.submit import Enqueuer, requeue_lost
+        from producer.submit import Enqueuer, nothing_can_be_lost, requeue_lost
         from worker.config import queue_name
 
         store = Store(settings.db_url, create=False)
         try:
+            if nothing_can_be_lost(store, settings.broker_url, queue_name):
+                return
             engine = settings.engine.engine
             lost = requeue_lost(store, Enqueuer(queue_name(engine)), self.grace, engine=engine)
             if lost:
