@@ -88,6 +88,10 @@ def test_unknown_attention_shape_is_left_alone():
     nodes = len(model.graph.node)
     assert fuse_encoder_attention(model, H) == 0
     assert len(model.graph.node) == nodes
+    model = _attention_graph()  # normalized over queries instead of keys: not attention
+    softmax = next(n for n in model.graph.node if n.op_type == "Softmax")
+    softmax.attribute[0].i = 2
+    assert fuse_encoder_attention(model, H) == 0
 
 
 def test_single_input_concat_is_dropped_and_outputs_unchanged():

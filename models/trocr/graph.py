@@ -142,6 +142,9 @@ def _head_merge(index: _Index, name: str) -> str | None:
 
 
 def _match_attention(index: _Index, softmax: onnx.NodeProto) -> _Attention | None:
+    axis = next((helper.get_attribute_value(a) for a in softmax.attribute if a.name == "axis"), -1)
+    if axis not in (-1, 3):  # attention normalizes over the keys, the last of 4 axes
+        return None
     scores = index.producer.get(softmax.input[0])
     mix = index.only_consumer(softmax.output[0])
     if scores is None or scores.op_type != "MatMul" or mix is None or mix.op_type != "MatMul":
