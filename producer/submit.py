@@ -204,12 +204,17 @@ def _job_id_of(payload: dict) -> int | None:
         return None
 
 
+def _is_redis(broker_url: str) -> bool:
+    """The lost-message checks read kombu's Redis keys; other brokers have none."""
+    return broker_url.startswith(("redis://", "rediss://", "unix://"))
+
+
 def broker_job_ids(broker_url: str, queue: str) -> set[int] | None:
     """Ids of jobs that have a message in Redis, waiting in `queue` or delivered and not
     yet acknowledged; None when the broker is not Redis (nothing to compare with)."""
     import json
 
-    if not broker_url.startswith(("redis://", "rediss://", "unix://")):
+    if not _is_redis(broker_url):
         return None
     import redis
 
@@ -247,7 +252,7 @@ def nothing_can_be_lost(store: Store, broker_url: str, queue_of: Callable[[str],
 
     from ocrq.storage import RUNNING, Job
 
-    if not broker_url.startswith(("redis://", "rediss://", "unix://")):
+    if not _is_redis(broker_url):
         return False
     query = (
         select(Job.engine, func.count())

@@ -192,8 +192,8 @@ def main() -> None:
         "--torch-calls",
         type=int,
         default=0,
-        help="time only this many `generate` calls of one batch (0: all lines); PyTorch is "
-        "the slow peer, so this keeps a base-size run short",
+        help="time only this many `generate` calls of one batch (0: all lines), for PyTorch "
+        "and optimum: they are the slow peers, so this keeps a base-size run short",
     )
     ap.add_argument(
         "--torch-pair",

@@ -172,21 +172,21 @@ def fuse_encoder_attention(model: onnx.ModelProto, num_heads: int) -> int:
                 fused.append(match)
     if not fused:
         return 0
+    # fresh output names: the old producers stay until dead-node removal
+    alias = {att.output: f"{att.output}/fused_mha" for att in fused}
+    _rename_inputs(graph, alias)
     for i, att in enumerate(fused):
-        # a fresh name: the old producer of `output` stays until dead-node removal
-        out = f"{att.output}/fused_mha"
         graph.node.append(
             helper.make_node(
                 "MultiHeadAttention",
                 [att.query, att.key, att.value],
-                [out],
+                [alias[att.output]],
                 name=f"FusedMultiHeadAttention_{i}",
                 domain=MS_DOMAIN,
                 num_heads=num_heads,
                 scale=att.scale,
             )
         )
-        _rename_inputs(graph, {att.output: out})
     _topological_sort(graph)  # before dead-node removal, which walks in graph order
     _remove_dead_nodes(graph)
     if not any(op.domain == MS_DOMAIN for op in model.opset_import):
