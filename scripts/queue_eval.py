@@ -49,6 +49,7 @@ def _run_set(evalset, workers, precision, broker, score_item) -> dict:
     import redis
 
     from ocrq.storage import Store
+    from producer.celery_worker import celery_worker_argv
 
     redis.Redis.from_url(broker).flushdb()
     with tempfile.TemporaryDirectory(prefix="ocrq-queue-eval-") as tmp:
@@ -61,20 +62,7 @@ def _run_set(evalset, workers, precision, broker, score_item) -> dict:
         subprocess.run(submit, cwd=REPO, env=env, check=True, capture_output=True)
         log_path = Path(tmp) / "worker.log"
         worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "worker",
-                "worker",
-                "--concurrency",
-                str(workers),
-                "--loglevel",
-                "WARNING",
-                "--without-gossip",
-                "--without-mingle",
-            ],
+            celery_worker_argv(workers, "WARNING"),
             cwd=REPO,
             env=env,
             stdout=log_path.open("w"),  # noqa: SIM115 (closed with the process)

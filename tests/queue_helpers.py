@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from fixtures_text import render_page
 from PIL import Image
 
 from ocrq.storage import Store
+from producer.celery_worker import celery_worker_argv
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -43,23 +43,7 @@ def worker_env(db_url: str, **extra: str) -> dict[str, str]:
 
 
 def start_worker(db_url: str, log: Path, concurrency: int = 2, **extra: str) -> subprocess.Popen:
-    cmd = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "worker",
-        "worker",
-        "--concurrency",
-        str(concurrency),
-        "--loglevel",
-        "INFO",
-        "--without-gossip",
-        "--without-mingle",
-        "--without-heartbeat",
-        "-n",
-        f"test{os.getpid()}@%h",
-    ]
+    cmd = celery_worker_argv(concurrency, "INFO", f"test{os.getpid()}@%h", heartbeat=False)
     return subprocess.Popen(
         cmd,
         cwd=REPO,
