@@ -14,14 +14,16 @@ from tests.fixtures_text import render_page
 pytestmark = pytest.mark.slow
 
 
-def test_queue_runner_reads_back_the_export_and_scores_it(tmp_path):
+def test_queue_runner_reads_back_the_export_and_scores_it(tmp_path, monkeypatch):
     folder = tmp_path / "pages"
     folder.mkdir()
     texts = [["Invoice 2024-118", "Total due 1,234.50 EUR"], ["The quick brown fox"]]
     for i, lines in enumerate(texts):
         Image.fromarray(render_page(lines)).save(folder / f"p{i}.png")
         (folder / f"p{i}.gt.txt").write_text("\n".join(lines), encoding="utf-8")
-    (evalset,) = discover([folder])
+    monkeypatch.chdir(tmp_path)  # relative paths, as `make bench` gives ../shared/eval
+    (evalset,) = discover([folder.relative_to(tmp_path)])
+    assert not evalset.items[0].image.is_absolute()
     result = run_queue([i.image for i in evalset.items], 2, "fp32", tmp_path / "models")
     assert result.error is None
     assert [r.index for r in result.items] == [0, 1]

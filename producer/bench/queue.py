@@ -48,7 +48,9 @@ def run_queue(
         db_url = f"sqlite:///{tmp_path / 'results.db'}"
         export = tmp_path / "export.json"
         rss_file = tmp_path / "peak_rss"
-        cmd = [sys.executable, "-m", "producer.cli", "run", *map(str, images)]
+        # `ocrq run` runs in the temp dir: relative paths (`make bench` gives ../shared/eval)
+        # must be made absolute here, in the caller's directory
+        cmd = [sys.executable, "-m", "producer.cli", "run", *(os.path.abspath(i) for i in images)]
         cmd += ["--db", db_url, "--workers", str(workers), "--precision", precision]
         cmd += ["--engine", "ppocr", "--no-recursive", "-o", str(export), "--format", "json"]
         env = {
