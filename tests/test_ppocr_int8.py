@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from models.cpu import int8_needs_reduce_range
 from models.onnx_session import open_session
 from models.ppocr import resources
 from models.ppocr.classifier import cls_batch
@@ -26,6 +27,7 @@ def test_int8_generated_with_manifest_then_reused(tmp_path):
     assert manifest["source_sha256"] == resources.sha256_file(source)
     assert manifest["output_sha256"] == resources.sha256_file(out)
     assert manifest["method"] == "static-qdq" and manifest["per_channel"] is True
+    assert manifest["reduce_range"] is int8_needs_reduce_range()  # 7-bit where 8 saturates
     import onnx
 
     graph = onnx.load(str(out)).graph
@@ -41,13 +43,21 @@ def test_int8_generated_with_manifest_then_reused(tmp_path):
     out.with_suffix(".json").write_text(json.dumps(manifest))
     ensure_int8("cls", source, tmp_path, RECIPE)
     assert json.loads(out.with_suffix(".json").read_text())["source_sha256"] != "0" * 64
+    # so does one built for the other kind of CPU (7-bit vs 8-bit weights)
+    manifest = json.loads(out.with_suffix(".json").read_text())
+    manifest["reduce_range"] = not manifest["reduce_range"]
+    out.with_suffix(".json").write_text(json.dumps(manifest))
+    ensure_int8("cls", source, tmp_path, RECIPE)
+    rebuilt = json.loads(out.with_suffix(".json").read_text())
+    assert rebuilt["reduce_range"] is int8_needs_reduce_range()
 
     # the INT8 graph computes nearly what the FP32 one does
     batch = cls_batch([render_line(t, height=40) for t in SAMPLE_LINES])
     fp32 = open_session(source).run(None, {"x": batch})[0]
     int8 = open_session(out).run(None, {"x": batch})[0]
-    # (calibrated on 2 images only, so allow some probability drift; decisions must agree)
-    assert np.abs(fp32 - int8).max() < 0.2
+    # (calibrated on 2 images only, and 7-bit weights on x86 without VNNI, so allow some
+    # probability drift: 0.21 measured there; decisions must agree)
+    assert np.abs(fp32 - int8).max() < 0.25
     assert (fp32.argmax(1) == int8.argmax(1)).all()
 
 

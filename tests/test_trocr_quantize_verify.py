@@ -11,6 +11,7 @@ from PIL import Image
 
 from models import cache
 from models.cli import models_group
+from models.cpu import int8_needs_reduce_range
 from models.trocr.images import sample_lines
 from ocrq.errors import ModelError, UsageError
 from tests.tiny_models import export_tiny, tiny_trocr
@@ -44,14 +45,17 @@ def op_types(path) -> set[str]:
 @pytest.mark.parametrize("mode", ["dynamic", "static"])
 def test_quantize_then_verify(models_dir, crops_dir, mode):
     args = ["quantize", "s", "--mode", mode]
-    if mode == "static":
-        args += ["--calibration", str(crops_dir)]
+    if mode == "static":  # 7-bit weights asked for; dynamic takes this CPU's default
+        args += ["--calibration", str(crops_dir), "--reduce-range", "on"]
     result = run(models_dir, *args)
     assert result.exit_code == 0, result.output
     model_dir = models_dir / "s"
     manifest = cache.read_manifest(model_dir)
     int8 = manifest["quantization"]["int8"]
     assert int8["mode"] == mode and int8["per_channel"]
+    wanted = True if mode == "static" else int8_needs_reduce_range()
+    assert int8["reduce_range"] is wanted
+    assert f"{7 if wanted else 8}-bit weights" in result.output
     ops = op_types(model_dir / "decoder.int8.onnx")
     if mode == "dynamic":
         assert {"DynamicQuantizeLinear", "MatMulInteger"} <= ops

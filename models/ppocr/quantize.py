@@ -9,6 +9,9 @@ Method per graph (measured with scripts/eval_engine.py, see the engine's report)
   ORT runs slower than FP32 Conv on this CPU, so we use static QDQ quantization of Conv
   and MatMul (per-channel weights, activations calibrated with MinMax on rendered text),
   which ORT fuses into QLinearConv / integer MatMul.
+- weights are 7-bit (`reduce_range`) on x86 CPUs without VNNI, whose INT8 kernels would
+  saturate with 8-bit weights (`models/cpu.py`); the manifest records which, and a cache
+  built on another kind of CPU is regenerated.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from models.cpu import int8_needs_reduce_range
 from models.ppocr import resources
 from ocrq.errors import ModelError
 
@@ -108,6 +112,7 @@ def _quantize(kind: str, source: Path, output: Path, recipe: dict) -> None:
             str(output),
             weight_type=QuantType.QInt8,
             per_channel=recipe["per_channel"],
+            reduce_range=recipe.get("reduce_range", False),
             op_types_to_quantize=recipe["ops"],
         )
         return
@@ -118,6 +123,7 @@ def _quantize(kind: str, source: Path, output: Path, recipe: dict) -> None:
         quant_format=QuantFormat.QDQ,
         op_types_to_quantize=recipe["ops"],
         per_channel=recipe["per_channel"],
+        reduce_range=recipe.get("reduce_range", False),
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         calibrate_method=CalibrationMethod.MinMax,
@@ -129,6 +135,8 @@ def ensure_int8(kind: str, source: Path, models_dir: Path, recipe: dict | None =
     """Path of the INT8 graph for `source`, generating it (and its manifest) if missing or
     stale. Safe when several workers start at once: each writes a temp file and renames."""
     recipe = recipe or RECIPES[kind]
+    if "reduce_range" not in recipe:  # by this CPU; a cache built elsewhere is rebuilt
+        recipe = {**recipe, "reduce_range": int8_needs_reduce_range()}
     out_dir = int8_dir(models_dir)
     output = out_dir / f"{source.stem}.int8.onnx"
     manifest_path = output.with_suffix(".json")

@@ -69,8 +69,18 @@ def export(source: str, name: str | None, no_check: bool, models_dir: str | None
     default=None,
     help="Folder of text-line crops for static calibration.",
 )
+@click.option(
+    "--reduce-range",
+    type=click.Choice(["auto", "on", "off"]),
+    default="auto",
+    show_default=True,
+    help="7-bit weights. auto: on for x86 CPUs without VNNI, whose INT8 kernels saturate "
+    "with 8-bit weights; say `on` when the model will run on such CPUs too.",
+)
 @models_dir_option
-def quantize(model: str, mode: str, calibration: str | None, models_dir: str | None) -> None:
+def quantize(
+    model: str, mode: str, calibration: str | None, reduce_range: str, models_dir: str | None
+) -> None:
     """INT8-quantize a cached model (dynamic, or static calibrated on real crops)."""
     from models.trocr.tools import quantize as run
 
@@ -78,13 +88,18 @@ def quantize(model: str, mode: str, calibration: str | None, models_dir: str | N
         _fail(UsageError("--mode static needs --calibration DIR (a folder of line crops)"))
     try:
         result = run(
-            model, _models_dir(models_dir), mode, Path(calibration) if calibration else None
+            model,
+            _models_dir(models_dir),
+            mode,
+            Path(calibration) if calibration else None,
+            reduce_range={"auto": None, "on": True, "off": False}[reduce_range],
         )
     except OcrqError as exc:
         _fail(exc)
     agree = result["int8_vs_fp32"]
     click.echo(
-        f"int8 ({mode}, per-channel) written; vs fp32 on {agree['on']}: cosine "
+        f"int8 ({mode}, per-channel, {7 if result['int8']['reduce_range'] else 8}-bit weights) "
+        f"written; vs fp32 on {agree['on']}: cosine "
         f"{agree['logit_cosine']:.6f}, token agreement {agree['greedy_token_agreement']:.4f}"
     )
 

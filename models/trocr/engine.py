@@ -6,6 +6,7 @@ Loaded once per pinned worker: two sessions (encoder, decoder step), the tokeniz
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,17 +103,30 @@ def load_recognizer(
         load_tokenizer(model_dir),
         options or DecodeOptions(),
     )
+    quantization = manifest.get("quantization", {}).get("int8")
+    if precision == "int8":
+        _warn_if_saturating(model_dir.name, quantization or {})
     files = manifest.get("files", {})
     provenance = {
         "model": manifest.get("name", model_dir.name),
         "source": manifest.get("source"),
         "precision": precision,
-        "quantization": manifest.get("quantization", {}).get("int8")
-        if precision == "int8"
-        else None,
+        "quantization": quantization if precision == "int8" else None,
         "files": {n: files.get(n, {}).get("sha256") for n in names},
     }
     return recognizer, provenance
+
+
+def _warn_if_saturating(name: str, quantization: dict[str, Any]) -> None:
+    from models.cpu import int8_needs_reduce_range
+
+    if not quantization.get("reduce_range") and int8_needs_reduce_range():
+        logging.getLogger(__name__).warning(
+            "%s: INT8 weights are 8-bit, and this CPU (x86 without VNNI) saturates them: "
+            "expect lost accuracy; re-run `ocrq models quantize %s` here (7-bit weights)",
+            name,
+            name,
+        )
 
 
 def load(options: EngineOptions, models_dir: Path, threads: int = 1) -> Engine:

@@ -9,6 +9,8 @@
   0.967) while MatMul-only kept accuracy (DESIGN.md).
 Per-channel weight scales: the projection matrices' rows differ in range by an order of
 magnitude, and one scale per tensor costs measurable logit cosine.
+7-bit weights (`reduce_range`) on x86 without VNNI, where 8-bit ones saturate ORT's
+INT8 kernels (`models/cpu.py`); the manifest records which.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from models.cpu import int8_needs_reduce_range
 from models.trocr.export import DECODER, ENCODER
 from models.trocr.preprocess import Preprocessor
 from models.trocr.runtime import OnnxTrOCR, TokenIds
@@ -78,7 +81,7 @@ class _Feeds:
         pass
 
 
-def _static(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]]) -> None:
+def _static(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]], reduce_range: bool) -> None:
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -95,6 +98,7 @@ def _static(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]]) -> None:
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=OP_TYPES,
             per_channel=True,
+            reduce_range=reduce_range,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             extra_options=EXTRA_OPTIONS,
@@ -107,8 +111,12 @@ def quantize_model(
     calibration: list[np.ndarray] | None = None,
     calibration_steps: int = 16,
     batch: int = 8,
+    reduce_range: bool | None = None,
 ) -> dict[str, Any]:
-    """Write encoder.int8.onnx and decoder.int8.onnx; returns the manifest's int8 entry."""
+    """Write encoder.int8.onnx and decoder.int8.onnx; returns the manifest's int8 entry.
+
+    `reduce_range` (7-bit weights) defaults to what this CPU needs (`models/cpu.py`):
+    on x86 without VNNI, 8-bit weights saturate ORT's INT8 kernels."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     if mode not in MODES:
@@ -117,10 +125,13 @@ def quantize_model(
     for path in (enc, dec):
         if not path.is_file():
             raise ModelError(f"{path} missing: run `ocrq models export` first")
+    if reduce_range is None:
+        reduce_range = int8_needs_reduce_range()
     info: dict[str, Any] = {
         "mode": mode,
         "per_channel": True,
         "weight_type": "QInt8",
+        "reduce_range": reduce_range,
         "op_types": OP_TYPES,
         "files": [ENCODER_INT8, DECODER_INT8],
     }
@@ -132,6 +143,7 @@ def quantize_model(
                     str(model_dir / dst),
                     op_types_to_quantize=OP_TYPES,
                     per_channel=True,
+                    reduce_range=reduce_range,
                     weight_type=QuantType.QInt8,
                     extra_options=EXTRA_OPTIONS,
                 )
@@ -145,7 +157,7 @@ def quantize_model(
         pixel_values = prep(calibration[i : i + batch])
         enc_feeds.append({"pixel_values": pixel_values})
         dec_feeds.extend(decoder_feeds(fp32, pixel_values, calibration_steps))
-    _static(enc, model_dir / ENCODER_INT8, enc_feeds)
-    _static(dec, model_dir / DECODER_INT8, dec_feeds)
+    _static(enc, model_dir / ENCODER_INT8, enc_feeds, reduce_range)
+    _static(dec, model_dir / DECODER_INT8, dec_feeds, reduce_range)
     info.update(activation_type="QUInt8", format="QDQ", calibration_crops=len(calibration))
     return info

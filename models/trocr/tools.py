@@ -75,14 +75,19 @@ def _summary(report: dict[str, Any], inputs: str) -> dict[str, Any]:
 
 
 def quantize(
-    model: str, models_dir: Path, mode: str, calibration: Path | None = None
+    model: str,
+    models_dir: Path,
+    mode: str,
+    calibration: Path | None = None,
+    reduce_range: bool | None = None,
 ) -> dict[str, Any]:
-    """INT8 graphs for a cached model; records them and INT8-vs-FP32 agreement."""
+    """INT8 graphs for a cached model; records them and INT8-vs-FP32 agreement.
+    `reduce_range` None: 7-bit weights if this CPU needs them (`models/cpu.py`)."""
     from models.trocr.quantize import quantize_model
 
     model_dir = cache.resolve_model(model, models_dir)
     crops = load_images(calibration) if calibration else None
-    info = quantize_model(model_dir, mode, crops)
+    info = quantize_model(model_dir, mode, crops, reduce_range=reduce_range)
     if calibration:
         info["calibration"] = str(Path(calibration).resolve())
     cache.update_manifest(model_dir, quantization={"int8": info})

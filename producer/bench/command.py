@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 
+from models.cpu import cpu_model, int8_needs_reduce_range
 from ocrq.errors import OcrqError
 from producer.bench.evalsets import EvalSet, discover
 from producer.bench.pool import PoolResult, allowed_cores, run_pool
@@ -221,7 +222,8 @@ def _meta(folders, specs, limit, workers, models_dir, started) -> dict:
         "seconds": round(time.time() - started, 1),
         "cores": allowed_cores(),
         "machine": platform.machine(),
-        "processor": _cpu_model(),
+        "processor": cpu_model(),
+        "int8_reduce_range": int8_needs_reduce_range(),
         "versions": _versions(),
     }
 
@@ -243,13 +245,3 @@ def _command_line() -> str:
     if "bench" in args:
         args = args[args.index("bench") + 1 :]
     return shlex.join(["ocrq", "bench", *args])
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
