@@ -33,28 +33,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def prepare(work: Path, kind: str) -> Path:
-    """Full-size random model -> exported + INT8 (dynamic) in `work/models/<kind>`."""
+    """Full-size random model -> exported + INT8 (dynamic) in `work/models/<kind>`; INT8
+    built for another kind of CPU (8-bit vs 7-bit weights, `models/cpu.py`) is rebuilt."""
     from models import cache
+    from models.cpu import int8_needs_reduce_range
+    from models.trocr.tools import export_model, quantize
     from tests.tiny_models import full_size_trocr
 
     models_dir = work / "models"
     model_dir = models_dir / f"bench-{kind}"
-    manifest = model_dir / cache.MANIFEST
-    if manifest.is_file() and "int8" in cache.read_manifest(model_dir).get("quantization", {}):
-        return model_dir
-    from models.trocr.tools import export_model, quantize
-
-    hf = work / "hf" / kind
-    if not (hf / "model.safetensors").is_file():
+    if not (model_dir / cache.MANIFEST).is_file():
+        hf = work / "hf" / kind
+        if not (hf / "model.safetensors").is_file():
+            t = time.perf_counter()
+            full_size_trocr(hf, kind=kind)
+            print(f"  built random {kind} model in {time.perf_counter() - t:.0f}s", flush=True)
         t = time.perf_counter()
-        full_size_trocr(hf, kind=kind)
-        print(f"  built random {kind} model in {time.perf_counter() - t:.0f}s", flush=True)
-    t = time.perf_counter()
-    export_model(str(hf), models_dir, name=f"bench-{kind}", check=True)
-    print(f"  exported {kind} (with fp32 parity check) in {time.perf_counter() - t:.0f}s")
-    t = time.perf_counter()
-    quantize(f"bench-{kind}", models_dir, "dynamic")
-    print(f"  quantized {kind} in {time.perf_counter() - t:.0f}s", flush=True)
+        export_model(str(hf), models_dir, name=f"bench-{kind}", check=True)
+        print(f"  exported {kind} (with fp32 parity check) in {time.perf_counter() - t:.0f}s")
+    int8 = cache.read_manifest(model_dir).get("quantization", {}).get("int8")
+    if not int8 or int8.get("reduce_range", False) != int8_needs_reduce_range():
+        t = time.perf_counter()
+        quantize(f"bench-{kind}", models_dir, "dynamic")
+        print(f"  quantized {kind} in {time.perf_counter() - t:.0f}s", flush=True)
     return model_dir
 
 
