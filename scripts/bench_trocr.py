@@ -254,7 +254,9 @@ def main() -> None:
             f"  parity {kind}: fp32 vs torch rel {fp32.get('max_rel_logit_diff', float('nan')):.1e}"
             f" rows {fp32.get('greedy_rows_identical')}/{fp32.get('inputs')}; int8 vs fp32 "
             f"cosine {int8.get('logit_cosine', float('nan')):.5f} token agreement "
-            f"{int8.get('greedy_token_agreement', float('nan')):.3f}",
+            f"{int8.get('greedy_token_agreement', float('nan')):.3f}, teacher-forced top-1 "
+            f"{int8.get('forced_top1_agreement', float('nan')):.3f} (FP32 top-1 margin "
+            f"{int8.get('reference_top1_margin', float('nan')):.3g})",
             flush=True,
         )
     if not args.optimum_python:

@@ -72,6 +72,7 @@ def test_quantize_then_verify(models_dir, crops_dir, mode):
     fp32, q = reports["onnx-fp32"], reports["onnx-int8"]
     assert fp32["greedy_rows_identical"] == fp32["inputs"] == 10
     assert fp32["max_rel_logit_diff"] < 1e-4 and fp32["passed"]
+    assert fp32["forced_top1_agreement"] == 1.0 and fp32["reference_top1_margin"] > 0
     # INT8 changes the logits (it is lossy) but stays close
     assert 0.99 < q["logit_cosine"] < 1.0 and q["max_abs_logit_diff"] > fp32["max_abs_logit_diff"]
     parity = cache.read_manifest(model_dir)["parity"]
@@ -122,3 +123,20 @@ def test_verify_mlx_backend(models_dir):
     reports = json.loads(result.stdout)
     assert reports["mlx"]["greedy_rows_identical"] == reports["mlx"]["inputs"]
     assert "onnx-fp32" in reports
+
+
+def test_forced_top1_counts_positions_up_to_eos_and_reports_the_margin():
+    import numpy as np
+
+    from models.trocr.verify import THRESHOLDS, compare
+
+    ref = np.zeros((2, 4, 5), np.float32)
+    ref[..., 1] = 2.0  # reference picks token 1 everywhere, 2 logits ahead of the rest
+    ours = ref.copy()
+    ours[0, 1, 3] = 9.0  # one flip inside row 0's tokens
+    ours[1, 3, 4] = 9.0  # one flip past row 1's EOS: not counted
+    reference = {"logits": ref, "greedy_tokens": [[1, 1, 1], [1]]}
+    report = compare(ours, [[1, 1, 1], [1]], reference, THRESHOLDS["int8"])
+    # row 0: 4 positions (3 tokens + EOS step), row 1: 2 positions; 1 flip of 6
+    assert report["forced_top1_agreement"] == pytest.approx(5 / 6)
+    assert report["reference_top1_margin"] == pytest.approx(2.0)

@@ -100,7 +100,9 @@ def quantize(
     click.echo(
         f"int8 ({mode}, per-channel, {7 if result['int8']['reduce_range'] else 8}-bit weights) "
         f"written; vs fp32 on {agree['on']}: cosine "
-        f"{agree['logit_cosine']:.6f}, token agreement {agree['greedy_token_agreement']:.4f}"
+        f"{agree['logit_cosine']:.6f}, token agreement {agree['greedy_token_agreement']:.4f} "
+        f"(teacher-forced top-1 {agree['forced_top1_agreement']:.4f}, FP32 top-1 margin "
+        f"{agree['reference_top1_margin']:.3g})"
     )
 
 

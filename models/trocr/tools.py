@@ -68,6 +68,8 @@ def _summary(report: dict[str, Any], inputs: str) -> dict[str, Any]:
         "logit_cosine",
         "greedy_rows_identical",
         "greedy_token_agreement",
+        "forced_top1_agreement",
+        "reference_top1_margin",
         "passed",
         "dtype",
     )

@@ -61,6 +61,7 @@ def compare(
     same = sum(
         sum(x == y for x, y in zip(o, t, strict=False)) for o, t in zip(ours, theirs, strict=True)
     )
+    forced_top1, margin = _forced_top1(logits, ref, theirs)
     failures = []
     if rel > limits.max_rel_diff:
         failures.append(f"max relative logit diff {rel:.2e} > {limits.max_rel_diff:.0e}")
@@ -75,10 +76,32 @@ def compare(
         "logit_cosine": cosine,
         "greedy_rows_identical": same_rows,
         "greedy_token_agreement": same / positions if positions else 1.0,
+        "forced_top1_agreement": forced_top1,
+        "reference_top1_margin": margin,
         "thresholds": asdict(limits),
         "passed": not failures,
         "failures": failures,
     }
+
+
+def _forced_top1(
+    logits: np.ndarray, ref: np.ndarray, ref_tokens: list[list[int]]
+) -> tuple[float, float]:
+    """Top-1 agreement with the reference at every position of the teacher-forced prefix
+    (up to its EOS), and the reference's mean top-1 minus top-2 logit there.
+
+    Free-running greedy agreement stops counting at a row's first flip, since everything
+    after follows other tokens; forced top-1 counts each position on its own. The margin
+    says how close the reference's choices were: near 0 (random weights, flat logits),
+    any rounding flips them."""
+    steps = logits.shape[1]
+    mask = np.zeros(logits.shape[:2], bool)
+    for row, tokens in enumerate(ref_tokens):
+        mask[row, : min(len(tokens) + 1, steps)] = True
+    same = logits.argmax(-1) == ref.argmax(-1)
+    top2 = np.sort(ref, axis=-1)[..., -2:]
+    margin = top2[..., 1] - top2[..., 0]
+    return float(same[mask].mean()), float(margin[mask].mean())
 
 
 def onnx_files(model_dir: Path, precision: str) -> tuple[Path, Path]:
