@@ -73,5 +73,9 @@ def test_engine_int8_reads_rendered_page(tmp_path_factory):
     engine = load(EngineOptions(precision="int8"), models_dir, threads=1)
     assert engine.provenance["precision"] == "int8"
     assert engine.provenance["models"]["rec"]["file"].endswith(".int8.onnx")
+    assert engine.provenance["models"]["rec"]["weight_bits"] == (
+        7 if int8_needs_reduce_range() else 8
+    )
+    assert "weight_bits" not in engine.provenance["models"]["det"]  # the FP32 detector
     text = page_text(read_page(engine, render_page(SAMPLE_LINES, height=36)))
     assert cer(text, "\n".join(SAMPLE_LINES)) <= 0.03, text

@@ -3,6 +3,7 @@ wheel, run by our own pre/post-processing (models.ppocr.detector / .recognizer).
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -59,7 +60,13 @@ def _open_without_arena(path: Path, threads: int) -> ort.InferenceSession:
 
 
 def _describe(path: Path) -> dict:
-    return {"file": path.name, "sha256": resources.sha256_file(path)}
+    """File and sha256; for an INT8 file also its weights' width (7-bit on CPUs where
+    8-bit would saturate, `models/cpu.py`), from the manifest written beside it."""
+    out = {"file": path.name, "sha256": resources.sha256_file(path)}
+    manifest = path.with_suffix(".json")
+    if path.name.endswith(".int8.onnx") and manifest.is_file():
+        out["weight_bits"] = 7 if json.loads(manifest.read_text()).get("reduce_range") else 8
+    return out
 
 
 def load_detector(
