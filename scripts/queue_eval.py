@@ -55,7 +55,8 @@ def _run_set(evalset, workers, precision, broker, score_item) -> dict:
     with tempfile.TemporaryDirectory(prefix="ocrq-queue-eval-") as tmp:
         db_url = f"sqlite:///{tmp}/results.db"
         env = {**os.environ, "OCRQ_DB_URL": db_url, "OCRQ_PRECISION": precision}
-        images = [str(item.image) for item in evalset.items]
+        # absolute: `ocrq submit` runs in the repo, the folders were named from the cwd
+        images = [str(Path(item.image).resolve()) for item in evalset.items]
         started = time.perf_counter()
         submit = [sys.executable, "-m", "producer.cli", "submit", *images, "--db", db_url]
         submit += ["--precision", precision]
