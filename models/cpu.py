@@ -22,16 +22,21 @@ from pathlib import Path
 NO_SATURATION_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
 
 
-@cache
-def cpu_flags() -> frozenset[str]:
-    """The `flags` line of /proc/cpuinfo (empty where there is none, e.g. macOS)."""
+def _cpuinfo(field: str) -> str | None:
+    """The first `field : value` of /proc/cpuinfo (None where there is none, e.g. macOS)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return frozenset(line.split(":", 1)[1].split())
+            if line.startswith(field):
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return frozenset()
+    return None
+
+
+@cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (empty where /proc/cpuinfo has none)."""
+    return frozenset((_cpuinfo("flags") or "").split())
 
 
 def int8_needs_reduce_range(
@@ -49,10 +54,4 @@ def int8_needs_reduce_range(
 
 
 def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
+    return _cpuinfo("model name") or platform.processor()

@@ -59,12 +59,8 @@ def main() -> None:
                     seconds = time.perf_counter() - t0
                     dist, n = score_item(item, evalset.conventions, result.text, result.boxes)
                     acc = totals.setdefault((label, evalset.name), [0, 0, 0.0, 0])
-                    acc[0], acc[1], acc[2], acc[3] = (
-                        acc[0] + dist,
-                        acc[1] + n,
-                        acc[2] + seconds,
-                        acc[3] + 1,
-                    )
+                    for i, value in enumerate((dist, n, seconds, 1)):
+                        acc[i] += value
                     cer = dist / max(n, 1)
                     items.append(
                         {

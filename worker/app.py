@@ -20,6 +20,13 @@ app = Celery("ocrq", broker=settings.broker_url, include=["worker.tasks"])
 app.conf.update(celery_config(settings))
 
 
+# Celery's own shutdown signals all exit 0 (even SIGQUIT's cold shutdown: WorkerTerminate
+# drops its code), and a supervisor would take a worker without an engine for a clean
+# stop. A child that cannot load the engine sends this one instead: the main process
+# asks for a warm shutdown with exit code 1, which the event loop raises as SystemExit(1).
+ENGINE_FAILED = signal.SIGUSR2
+
+
 @worker_process_init.connect
 def _init_child(**_kwargs: object) -> None:
     # billiard numbers pool children 0..N-1 and reuses a dead child's index for its
@@ -35,13 +42,6 @@ def _init_child(**_kwargs: object) -> None:
         )
         os.kill(os.getppid(), ENGINE_FAILED)
         raise
-
-
-# Celery's own shutdown signals all exit 0 (even SIGQUIT's cold shutdown: WorkerTerminate
-# drops its code), and a supervisor would take a worker without an engine for a clean
-# stop. A child that cannot load the engine sends this one instead: the main process
-# asks for a warm shutdown with exit code 1, which the event loop raises as SystemExit(1).
-ENGINE_FAILED = signal.SIGUSR2
 
 
 def _engine_failed(_signum: int, _frame: object) -> None:

@@ -3,7 +3,6 @@ wheel, run by our own pre/post-processing (models.ppocr.detector / .recognizer).
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -62,10 +61,12 @@ def _open_without_arena(path: Path, threads: int) -> ort.InferenceSession:
 def _describe(path: Path) -> dict:
     """File and sha256; for an INT8 file also its weights' width (7-bit on CPUs where
     8-bit would saturate, `models/cpu.py`), from the manifest written beside it."""
+    from models.ppocr.quantize import read_manifest
+
     out = {"file": path.name, "sha256": resources.sha256_file(path)}
-    manifest = path.with_suffix(".json")
-    if path.name.endswith(".int8.onnx") and manifest.is_file():
-        out["weight_bits"] = 7 if json.loads(manifest.read_text()).get("reduce_range") else 8
+    manifest = read_manifest(path) if path.name.endswith(".int8.onnx") else None
+    if manifest is not None:
+        out["weight_bits"] = 7 if manifest.get("reduce_range") else 8
     return out
 
 

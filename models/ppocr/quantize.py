@@ -139,14 +139,13 @@ def ensure_int8(kind: str, source: Path, models_dir: Path, recipe: dict | None =
         recipe = {**recipe, "reduce_range": int8_needs_reduce_range()}
     out_dir = int8_dir(models_dir)
     output = out_dir / f"{source.stem}.int8.onnx"
-    manifest_path = output.with_suffix(".json")
     wanted = {
         "source": source.name,
         "source_sha256": resources.sha256_file(source),
         "version": QUANT_VERSION,
         **recipe,
     }
-    if _is_current(output, manifest_path, wanted):
+    if _is_current(output, wanted):
         return output
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -156,27 +155,34 @@ def ensure_int8(kind: str, source: Path, models_dir: Path, recipe: dict | None =
     with lock:
         # One process quantizes; the others wait here and then find a current file.
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if _is_current(output, manifest_path, wanted):
+        if _is_current(output, wanted):
             return output
-        _generate(kind, source, output, manifest_path, wanted, recipe)
+        _generate(kind, source, output, wanted, recipe)
     return output
 
 
-def _is_current(output: Path, manifest_path: Path, wanted: dict) -> bool:
-    if not (output.is_file() and manifest_path.is_file()):
-        return False
+def manifest_path(output: Path) -> Path:
+    return output.with_suffix(".json")
+
+
+def read_manifest(output: Path) -> dict | None:
+    """The manifest written beside an INT8 file (`<file>.json`), or None if unreadable."""
     try:
-        manifest = json.loads(manifest_path.read_text())
+        return json.loads(manifest_path(output).read_text())
     except (OSError, ValueError):
+        return None
+
+
+def _is_current(output: Path, wanted: dict) -> bool:
+    manifest = read_manifest(output) if output.is_file() else None
+    if manifest is None:
         return False
     return all(manifest.get(k) == v for k, v in wanted.items()) and manifest.get(
         "output_sha256"
     ) == resources.sha256_file(output)
 
 
-def _generate(
-    kind: str, source: Path, output: Path, manifest_path: Path, wanted: dict, recipe: dict
-) -> None:
+def _generate(kind: str, source: Path, output: Path, wanted: dict, recipe: dict) -> None:
     out_dir = output.parent
     try:
         fd, tmp_name = tempfile.mkstemp(suffix=".onnx", dir=out_dir)
@@ -189,6 +195,7 @@ def _generate(
         if "tmp_name" in locals() and os.path.exists(tmp_name):
             os.unlink(tmp_name)
     manifest = {**wanted, "output": output.name, "output_sha256": resources.sha256_file(output)}
-    tmp_manifest = manifest_path.with_suffix(f".{os.getpid()}.tmp")
+    final = manifest_path(output)
+    tmp_manifest = final.with_suffix(f".{os.getpid()}.tmp")
     tmp_manifest.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp_manifest, manifest_path)
+    os.replace(tmp_manifest, final)
