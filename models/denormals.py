@@ -15,6 +15,7 @@ it, so whether it applies depends on what else the process loaded and where it r
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -42,13 +43,18 @@ def flush_denormal_weights(model: onnx.ModelProto) -> int:
     return flushed
 
 
-def graph_source(path: Path) -> str | bytes:
-    """What to hand `InferenceSession`: the file's path when it holds no denormal weights,
-    otherwise the serialized graph with them zeroed (the file itself is never changed,
-    so its sha256 in provenance stays the published model's)."""
-    model = onnx.load(str(path))
-    flushed = flush_denormal_weights(model)
-    if not flushed:
+def graph_source(
+    path: Path, flush: bool = True, edit: Callable[[onnx.ModelProto], bool] | None = None
+) -> str | bytes:
+    """What to hand `InferenceSession`: the file's path when nothing changes, otherwise the
+    serialized graph with denormal weights zeroed (`flush`) and/or `edit` applied (it
+    returns whether it changed the graph). The file itself is never changed, so its sha256
+    in provenance stays the published model's."""
+    if not flush and edit is None:
         return str(path)
-    log.info("%s: %d denormal weights flushed to zero", path.name, flushed)
-    return model.SerializeToString()
+    model = onnx.load(str(path))
+    flushed = flush_denormal_weights(model) if flush else 0
+    if flushed:
+        log.info("%s: %d denormal weights flushed to zero", path.name, flushed)
+    edited = edit(model) if edit is not None else False
+    return model.SerializeToString() if flushed or edited else str(path)

@@ -14,6 +14,7 @@ import pytest
 
 from models.page import page_text, read_page
 from models.ppocr.engine import load, load_detector, load_recognizer
+from models.ppocr.recognizer import RecognizerConfig
 from ocrq.config import EngineOptions
 from ocrq.scoring import cer
 from tests.fixtures_text import SAMPLE_LINES, render_line, render_page
@@ -66,8 +67,8 @@ def test_blank_page_reads_nothing(engine):
     assert read_page(engine, np.full((200, 300, 3), 255, np.uint8)) == []
 
 
-def test_load_recognizer_has_full_charset():
-    rec = load_recognizer(Path("."), threads=1)
+def test_load_recognizer_has_full_charset_when_asked():
+    rec = load_recognizer(Path("."), threads=1, config=RecognizerConfig(charset="all"))
     assert len(rec.charset) == 18710 and rec.charset[0] == "" and rec.charset[-1] == " "
 
 

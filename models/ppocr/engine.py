@@ -12,7 +12,13 @@ from models.base import Engine
 from models.onnx_session import open_session
 from models.ppocr import resources
 from models.ppocr.detector import DetectorConfig, PPOCRDetector
-from models.ppocr.recognizer import PPOCRRecognizer, RecognizerConfig, charset_from_metadata
+from models.ppocr.head import narrow_classifier
+from models.ppocr.recognizer import (
+    PPOCRRecognizer,
+    RecognizerConfig,
+    allowed_classes,
+    charset_from_metadata,
+)
 from ocrq.config import EngineOptions
 from ocrq.errors import ModelError
 
@@ -53,12 +59,14 @@ def model_file(kind: str, precision: str, models_dir: Path) -> Path:
     return ensure_int8(kind, source, Path(models_dir))
 
 
-def _open_without_arena(path: Path, threads: int, flush: bool = True) -> ort.InferenceSession:
+def _open_without_arena(
+    path: Path, threads: int, flush: bool = True, edit=None
+) -> ort.InferenceSession:
     """Input shapes change with every page and crop batch: with ORT's arena a worker passed
     2.3 GB RSS within 29 pages (measured); shrinking it after each run still left
     400-570 MB on receipts; without it, 250-470 MB. The price: the detector ran ~30 %
     slower in a micro test."""
-    return open_session(path, threads, arena=False, flush_denormals=flush)
+    return open_session(path, threads, arena=False, flush_denormals=flush, edit=edit)
 
 
 def _describe(path: Path) -> dict:
@@ -95,11 +103,25 @@ def load_recognizer(
 ) -> PPOCRRecognizer:
     _check_precision(precision)
     path = model_file("rec", precision, Path(models_dir or "."))
-    session = _open_without_arena(path, threads, flush_denormals)
+    config = config or RecognizerConfig()
+    narrowed: list[str] = []
+
+    def narrow_head(model) -> bool:
+        """Slice the classifier to the decodable characters; remember which they are."""
+        meta = {p.key: p.value for p in model.metadata_props}
+        charset = charset_from_metadata(meta.get("character", ""))
+        keep = allowed_classes(charset, config.charset)
+        if keep is None or not narrow_classifier(model, keep, len(charset)):
+            return False
+        narrowed.extend(charset[i] for i in keep)
+        return True
+
+    edit = narrow_head if config.narrow_head else None
+    session = _open_without_arena(path, threads, flush_denormals, edit)
     character = session.get_modelmeta().custom_metadata_map.get("character")
     if not character:
         raise ModelError(f"{path.name} has no 'character' metadata: not a PP-OCR recognizer")
-    return PPOCRRecognizer(session, charset_from_metadata(character), config)
+    return PPOCRRecognizer(session, narrowed or charset_from_metadata(character), config)
 
 
 def load(
