@@ -77,5 +77,8 @@ def test_engine_int8_reads_rendered_page(tmp_path_factory):
         7 if int8_needs_reduce_range() else 8
     )
     assert "weight_bits" not in engine.provenance["models"]["det"]  # the FP32 detector
+    # The head stayed FP32 through quantization, so it was narrowed to the Latin classes.
+    assert engine.recognizer.session.get_outputs()[0].shape[-1] == len(engine.recognizer.charset)
+    assert len(engine.recognizer.charset) < 1000
     text = page_text(read_page(engine, render_page(SAMPLE_LINES, height=36)))
     assert cer(text, "\n".join(SAMPLE_LINES)) <= 0.03, text

@@ -10,6 +10,8 @@ classes, so a line's confidence is its probability among the characters we read.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import onnx
 from onnx import numpy_helper
@@ -26,9 +28,16 @@ def _through_identities(name: str, producers: dict[str, onnx.NodeProto]) -> onnx
     return node
 
 
-def _classifier(model: onnx.ModelProto, n_classes: int):
-    """(weight, bias) initializers of the final MatMul + Add feeding the output Softmax,
-    or None when the graph does not end that way (e.g. an INT8 graph's quantized head)."""
+class Head(NamedTuple):
+    matmul: onnx.NodeProto
+    weight: onnx.TensorProto
+    bias: onnx.TensorProto
+
+
+def classifier(model: onnx.ModelProto, n_classes: int | None = None) -> Head | None:
+    """The final MatMul + Add (weight and bias initializers) feeding the output Softmax, or
+    None when the graph does not end that way (e.g. a head already quantized). With
+    `n_classes`, the head must have exactly that many columns."""
     producers = _producers(model)
     inits = {i.name: i for i in model.graph.initializer}
     softmax = _through_identities(model.graph.output[0].name, producers)
@@ -37,26 +46,26 @@ def _classifier(model: onnx.ModelProto, n_classes: int):
     add = _through_identities(softmax.input[0], producers)
     if add is None or add.op_type != "Add":
         return None
-    bias_name = next((i for i in add.input if i in inits), None)
+    bias = next((inits[i] for i in add.input if i in inits), None)
     matmul = next(
         (n for i in add.input if (n := _through_identities(i, producers)) is not None), None
     )
-    if bias_name is None or matmul is None or matmul.op_type != "MatMul":
+    if bias is None or matmul is None or matmul.op_type != "MatMul":
         return None
     weight = inits.get(matmul.input[1])
-    bias = inits[bias_name]
+    n_classes = n_classes or (bias.dims[0] if len(bias.dims) == 1 else None)
     if weight is None or list(weight.dims[-1:]) != [n_classes] or list(bias.dims) != [n_classes]:
         return None
-    return weight, bias
+    return Head(matmul, weight, bias)
 
 
 def narrow_classifier(model: onnx.ModelProto, keep: np.ndarray, n_classes: int) -> bool:
     """Keep only the class columns `keep` (in that order) of the recognizer's head, in
     place. False, and the model untouched, when its head is not the expected pattern."""
-    found = _classifier(model, n_classes)
-    if found is None:
+    head = classifier(model, n_classes)
+    if head is None:
         return False
-    for init in found:
+    for init in (head.weight, head.bias):
         values = numpy_helper.to_array(init)
         init.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(values[..., keep]), init.name))
     output_dims = model.graph.output[0].type.tensor_type.shape.dim

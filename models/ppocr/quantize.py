@@ -30,7 +30,15 @@ QUANT_VERSION = 1  # bump when the recipe changes: regenerates cached files
 
 RECIPES: dict[str, dict] = {
     "det": {"method": "static-qdq", "ops": ["Conv"], "per_channel": True, "calib": 12},
-    "rec": {"method": "static-qdq", "ops": ["Conv", "MatMul"], "per_channel": True, "calib": 16},
+    # The classifier head stays FP32, so the engine can still narrow it to the decoded
+    # characters at load (models/ppocr/head.py); quantized, it would run all 18,710.
+    "rec": {
+        "method": "static-qdq",
+        "ops": ["Conv", "MatMul"],
+        "per_channel": True,
+        "calib": 16,
+        "fp32_head": True,
+    },
     "cls": {"method": "static-qdq", "ops": ["Conv"], "per_channel": True, "calib": 8},
 }
 
@@ -116,6 +124,16 @@ def _quantize(kind: str, source: Path, output: Path, recipe: dict) -> None:
             op_types_to_quantize=recipe["ops"],
         )
         return
+    exclude = []
+    if recipe.get("fp32_head"):
+        import onnx
+
+        from models.ppocr.head import classifier
+
+        head = classifier(onnx.load(str(source)))
+        if head is None:
+            raise ModelError(f"{source.name}: no MatMul + Add + Softmax head to keep in FP32")
+        exclude.append(head.matmul.name)
     quantize_static(
         str(source),
         str(output),
@@ -127,6 +145,7 @@ def _quantize(kind: str, source: Path, output: Path, recipe: dict) -> None:
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         calibrate_method=CalibrationMethod.MinMax,
+        nodes_to_exclude=exclude,
         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
     )
 
