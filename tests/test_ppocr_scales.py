@@ -1,0 +1,86 @@
+"""Two-pass detection: the fine pass's scale follows the size of the text on the page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.base import Region
+from models.page import page_text, read_page
+from models.ppocr.detector import DetectorConfig
+from models.ppocr.engine import PPOCRConfig, load
+from models.ppocr.scales import fine_side
+from ocrq.config import EngineOptions
+from ocrq.scoring import cer
+from tests.fixtures_text import SAMPLE_LINES, render_page
+
+
+def _box(height: float) -> Region:
+    quad = ((0.0, 0.0), (100.0, 0.0), (100.0, height), (0.0, height))
+    return Region(quad=quad, score=0.9)
+
+
+def test_fine_side_puts_the_median_box_at_text_height():
+    cfg = DetectorConfig(max_side=2000, text_height=32.0)
+    boxes = [_box(h) for h in (60, 64, 64, 70, 200)]  # median 64 px in a 4000-px image
+    assert fine_side(4000, 3000, boxes, cfg) == 1984  # capped: max_side, in steps of 32
+    assert fine_side(1500, 1000, boxes, cfg) == 750  # 1500 * 32 / 64
+    assert fine_side(1500, 1000, [], cfg) == 1504  # nothing seen: full size
+
+
+def _page(text_height: int, canvas: tuple[int, int]) -> np.ndarray:
+    page = render_page(SAMPLE_LINES[:4], height=text_height)
+    out = np.full((*canvas, 3), 255, dtype=np.uint8)
+    out[: page.shape[0], : page.shape[1]] = page[: canvas[0], : canvas[1]]
+    return out
+
+
+@pytest.fixture(scope="module")
+def engines():
+    single = load(EngineOptions(), Path("."), config=PPOCRConfig(DetectorConfig(probe_side=0)))
+    return single, load(EngineOptions(), Path("."))  # two passes are the default
+
+
+def _sides(engine, image) -> list[int]:
+    """Long sides the detector ran at (a spy on the real detector's passes)."""
+    seen: list[int] = []
+    detector = engine.detector
+    original = detector.detect_at
+
+    def spy(img, cfg):
+        seen.append(cfg.max_side)
+        return original(img, cfg)
+
+    detector.detect_at = spy
+    try:
+        read_page(engine, image)
+    finally:
+        del detector.detect_at
+    return seen
+
+
+def test_large_print_is_read_at_a_smaller_scale_with_the_same_text(engines):
+    single, two_pass = engines
+    image = _page(90, (2600, 2000))  # big type: the full 2000-px pass is not needed
+    sides = _sides(two_pass, image)
+    assert sides[0] == 1024 and len(sides) <= 2 and sides[-1] < 2000 * 0.85
+    expected = "\n".join(SAMPLE_LINES[:4])
+    assert cer(page_text(read_page(two_pass, image)), expected) <= 0.02
+    assert cer(page_text(read_page(single, image)), expected) <= 0.02
+
+
+def test_small_print_keeps_the_full_scale(engines):
+    _, two_pass = engines
+    image = _page(22, (2600, 2000))
+    assert _sides(two_pass, image) == [1024, 2000]
+
+
+def test_line_strips_and_small_images_take_one_pass(engines):
+    _, two_pass = engines
+    strip = render_page(SAMPLE_LINES[:1], height=40, margin=8)
+    assert len(_sides(two_pass, strip)) == 1
+    small = _page(30, (900, 700))
+    assert len(_sides(two_pass, small)) == 1
+    assert two_pass.detector.config.probe_side == 1024
