@@ -14,15 +14,9 @@ it, so whether it applies depends on what else the process loaded and where it r
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
-from pathlib import Path
-
 import numpy as np
 import onnx
 from onnx import numpy_helper
-
-log = logging.getLogger(__name__)
 
 FLOAT_TYPES = {onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.FLOAT16: np.float16}
 
@@ -41,20 +35,3 @@ def flush_denormal_weights(model: onnx.ModelProto) -> int:
             init.CopyFrom(numpy_helper.from_array(np.where(denormal, dtype(0), values), init.name))
             flushed += count
     return flushed
-
-
-def graph_source(
-    path: Path, flush: bool = True, edit: Callable[[onnx.ModelProto], bool] | None = None
-) -> str | bytes:
-    """What to hand `InferenceSession`: the file's path when nothing changes, otherwise the
-    serialized graph with denormal weights zeroed (`flush`) and/or `edit` applied (it
-    returns whether it changed the graph). The file itself is never changed, so its sha256
-    in provenance stays the published model's."""
-    if not flush and edit is None:
-        return str(path)
-    model = onnx.load(str(path))
-    flushed = flush_denormal_weights(model) if flush else 0
-    if flushed:
-        log.info("%s: %d denormal weights flushed to zero", path.name, flushed)
-    edited = edit(model) if edit is not None else False
-    return model.SerializeToString() if flushed or edited else str(path)

@@ -6,8 +6,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from models.denormals import flush_denormal_weights, graph_source
-from models.onnx_session import open_session
+from models.denormals import flush_denormal_weights
+from models.onnx_session import graph_source, open_session
 from models.ppocr import resources
 from models.ppocr.detector import DetectorConfig, preprocess
 from ocrq import hashing

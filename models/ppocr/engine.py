@@ -9,7 +9,7 @@ from pathlib import Path
 import onnxruntime as ort
 
 from models.base import Engine
-from models.onnx_session import open_session
+from models.onnx_session import GraphEdit, open_session
 from models.ppocr import resources
 from models.ppocr.detector import DetectorConfig, PPOCRDetector
 from models.ppocr.head import narrow_classifier
@@ -60,7 +60,7 @@ def model_file(kind: str, precision: str, models_dir: Path) -> Path:
 
 
 def _open_without_arena(
-    path: Path, threads: int, flush: bool = True, edit=None
+    path: Path, threads: int, flush: bool = True, edit: GraphEdit | None = None
 ) -> ort.InferenceSession:
     """Input shapes change with every page and crop batch: with ORT's arena a worker passed
     2.3 GB RSS within 29 pages (measured); shrinking it after each run still left
