@@ -9,7 +9,7 @@ import pytest
 
 from models.base import Region
 from models.page import page_text, read_page
-from models.ppocr.detector import DetectorConfig
+from models.ppocr.detector import DetectorConfig, target_size
 from models.ppocr.engine import PPOCRConfig, load
 from models.ppocr.scales import fine_side
 from ocrq.config import EngineOptions
@@ -25,9 +25,13 @@ def _box(height: float) -> Region:
 def test_fine_side_puts_the_median_box_at_text_height():
     cfg = DetectorConfig(max_side=2000, text_height=32.0)
     boxes = [_box(h) for h in (60, 64, 64, 70, 200)]  # median 64 px in a 4000-px image
-    assert fine_side(4000, 3000, boxes, cfg) == 1984  # capped: max_side, in steps of 32
-    assert fine_side(1500, 1000, boxes, cfg) == 750  # 1500 * 32 / 64
-    assert fine_side(1500, 1000, [], cfg) == 1504  # nothing seen: full size
+
+    def side(h, w, regions):
+        return fine_side(h, w, regions, cfg, max(target_size(h, w, cfg)))
+
+    assert side(4000, 3000, boxes) == 1984  # capped: max_side, in steps of 32
+    assert side(1500, 1000, boxes) == 750  # 1500 * 32 / 64
+    assert side(1500, 1000, []) == 1504  # nothing seen: full size
 
 
 def _page(text_height: int, canvas: tuple[int, int]) -> np.ndarray:

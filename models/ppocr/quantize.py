@@ -97,15 +97,28 @@ def quantize_file(kind: str, source: Path, output: Path, recipe: dict) -> None:
     constants_to_initializers(model)
     if max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) < 13:
         model = version_converter.convert_version(model, 13)
+    exclude = [_head_name(model, source)] if recipe.get("fp32_head") else []
     staged = output.with_name(output.stem + ".opset13.onnx")
     onnx.save(model, str(staged))
     try:
-        _quantize(kind, staged, output, recipe)
+        _quantize(kind, staged, output, recipe, exclude)
     finally:
         staged.unlink(missing_ok=True)
 
 
-def _quantize(kind: str, source: Path, output: Path, recipe: dict) -> None:
+def _head_name(model, source: Path) -> str:
+    """The classifier MatMul the recipe keeps in FP32 (so it can be narrowed at load)."""
+    from models.ppocr.head import classifier
+
+    head = classifier(model)
+    if head is None:
+        raise ModelError(f"{source.name}: no MatMul + Add + Softmax head to keep in FP32")
+    return head.matmul.name
+
+
+def _quantize(
+    kind: str, source: Path, output: Path, recipe: dict, exclude: list[str] | None = None
+) -> None:
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -124,16 +137,6 @@ def _quantize(kind: str, source: Path, output: Path, recipe: dict) -> None:
             op_types_to_quantize=recipe["ops"],
         )
         return
-    exclude = []
-    if recipe.get("fp32_head"):
-        import onnx
-
-        from models.ppocr.head import classifier
-
-        head = classifier(onnx.load(str(source)))
-        if head is None:
-            raise ModelError(f"{source.name}: no MatMul + Add + Softmax head to keep in FP32")
-        exclude.append(head.matmul.name)
     quantize_static(
         str(source),
         str(output),
@@ -145,7 +148,7 @@ def _quantize(kind: str, source: Path, output: Path, recipe: dict) -> None:
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         calibrate_method=CalibrationMethod.MinMax,
-        nodes_to_exclude=exclude,
+        nodes_to_exclude=exclude or [],
         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
     )
 

@@ -30,9 +30,9 @@ def _height(region: Region) -> float:
     return float(np.linalg.norm(q[0] - q[3]))
 
 
-def fine_side(h: int, w: int, coarse: list[Region], cfg: DetectorConfig) -> int:
-    """Long side (input pixels) that puts the median coarse box at `text_height`."""
-    full = max(target_size(h, w, cfg))
+def fine_side(h: int, w: int, coarse: list[Region], cfg: DetectorConfig, full: int) -> int:
+    """Long side (input pixels) that puts the median coarse box at `text_height`, at most
+    `full` (the single-pass input's long side)."""
     if not coarse:
         return full
     median = float(np.median([_height(r) for r in coarse]))  # original-image pixels
@@ -47,7 +47,7 @@ def detect_two_pass(detector, image: np.ndarray) -> list[Region]:
         return detector.detect_at(image, cfg)  # a line strip, or small enough already
     probe_cfg = replace(cfg, max_side=cfg.probe_side)
     coarse = detector.detect_at(image, probe_cfg)
-    side = fine_side(h, w, coarse, cfg)
+    side = fine_side(h, w, coarse, cfg, full)
     if side >= full * WORTH_SHRINKING:
         return detector.detect_at(image, cfg)
     if side <= max(target_size(h, w, probe_cfg)) * CLOSE_ENOUGH:
