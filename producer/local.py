@@ -41,6 +41,7 @@ class LocalSummary:
 def _child_main(index: int, settings: Settings, tasks: mp.Queue, events: mp.Queue) -> None:
     from ocrq.process import process_job
     from worker import warm
+    from worker.heap import release_free_memory
 
     try:
         state = warm.init_process(index, settings)
@@ -65,6 +66,8 @@ def _child_main(index: int, settings: Settings, tasks: mp.Queue, events: mp.Queu
         except Exception as exc:  # a database fault: the parent retries the job later
             events.put(("retry", index, job_id, f"{type(exc).__name__}: {exc}"))
             continue
+        finally:
+            release_free_memory()
         events.put(("end", index, job_id, outcome.status, outcome.error))
 
 

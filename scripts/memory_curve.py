@@ -35,6 +35,7 @@ def main(folders, pages, every, precision) -> None:
     from models.page import read_page
     from ocrq.config import EngineOptions, settings_from_env
     from ocrq.images import load_pages
+    from worker.heap import release_free_memory
     from worker.warm import init_process
 
     proc = psutil.Process()
@@ -56,6 +57,7 @@ def main(folders, pages, every, precision) -> None:
     for n in range(1, pages + 1):
         for image in load_pages(next(stream), settings.limits):
             read_page(state.engine, image)
+        release_free_memory()  # as a worker does after each job
         peak = max(peak, mb())
         if n % every == 0 or n == pages:
             print(

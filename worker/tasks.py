@@ -15,6 +15,7 @@ from ocrq.process import Outcome, process_job
 from ocrq.storage import Store
 from worker import warm
 from worker.app import app
+from worker.heap import release_free_memory
 
 log = logging.getLogger("ocrq.worker")
 
@@ -63,4 +64,6 @@ def ocr_job(self, job_id: int) -> dict:  # type: ignore[no-untyped-def]
         countdown = min(2**self.request.retries, 60)
         log.warning("job %s: database unavailable (%s); retry in %ss", job_id, exc, countdown)
         raise self.retry(exc=exc, countdown=countdown) from exc
+    finally:
+        release_free_memory()
     return {"job_id": outcome.job_id, "status": outcome.status, "error": outcome.error}

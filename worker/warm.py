@@ -16,6 +16,7 @@ from models.base import Engine
 from models.registry import load_engine
 from ocrq.config import Settings, settings_from_env
 from ocrq.storage import Store
+from worker.heap import release_free_memory
 from worker.threads import limit_threads, pin_to_core
 
 log = logging.getLogger("ocrq.worker")
@@ -48,6 +49,7 @@ def init_process(index: int | None, settings: Settings | None = None) -> WarmSta
     started = time.perf_counter()
     engine = load_engine(settings.engine, settings.models_dir, threads=1)
     _LOADS += 1
+    release_free_memory()  # what loading parsed and copied (ONNX graphs) is garbage now
     engine.provenance = {**engine.provenance, "engine_loads": _LOADS}
     _STATE = WarmState(
         settings=settings,
