@@ -7,13 +7,7 @@ from __future__ import annotations
 
 import os
 
-THREAD_VARS = (
-    "OMP_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS",
-    "NUMEXPR_NUM_THREADS",
-)
+from ocrq.threads import THREAD_VARS
 
 
 def limit_threads(threads: int = 1) -> None:
