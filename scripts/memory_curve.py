@@ -6,7 +6,8 @@ Loads the engine once exactly as a worker child does (`worker.warm.init_process`
 reads images from the folders round-robin (each folder in turn, cycling), printing the
 process RSS every `--every` pages: its value between pages, the largest such value, and
 the true high-water mark (`ru_maxrss`, which includes the moments inside a page, e.g.
-the detector's activations on a large page, that sampling between pages never sees).
+the detector's activations on a large page, that sampling between pages never sees),
+and how many times the heap was trimmed after a page (`worker/heap.py`, as a worker does).
 """
 
 from __future__ import annotations
@@ -51,17 +52,18 @@ def main(folders, pages, every, precision) -> None:
     stream = itertools.cycle(
         [p for group in itertools.zip_longest(*per_folder) for p in group if p is not None]
     )
-    peak, started = mb(), time.perf_counter()
+    peak, started, trims = mb(), time.perf_counter(), 0
     hwm = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # noqa: E731 (KiB)
-    print(f"{'pages':>6} {'rss MB':>7} {'peak MB':>8} {'hwm MB':>7} {'s':>7}")
+    print(f"{'pages':>6} {'rss MB':>7} {'peak MB':>8} {'hwm MB':>7} {'trims':>6} {'s':>7}")
     for n in range(1, pages + 1):
         for image in load_pages(next(stream), settings.limits):
             read_page(state.engine, image)
-        release_free_memory()  # as a worker does after each job
+        trims += release_free_memory()  # as a worker does after each job
         peak = max(peak, mb())
         if n % every == 0 or n == pages:
             print(
-                f"{n:6d} {mb():7.0f} {peak:8.0f} {hwm():7.0f} {time.perf_counter() - started:7.0f}",
+                f"{n:6d} {mb():7.0f} {peak:8.0f} {hwm():7.0f} {trims:6d} "
+                f"{time.perf_counter() - started:7.0f}",
                 flush=True,
             )
 

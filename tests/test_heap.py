@@ -1,5 +1,6 @@
-"""worker.heap: freed heap really goes back to the OS (measured in a fresh process, so
-this test process's own heap does not blur the figure)."""
+"""worker.heap: freed heap really goes back to the OS, and only when there is enough of
+it to be worth the next job's page faults (measured in fresh processes, so this test
+process's own heap does not blur the figures)."""
 
 from __future__ import annotations
 
@@ -11,44 +12,63 @@ from pathlib import Path
 
 import pytest
 
-from worker.heap import release_free_memory
+REPO = str(Path(__file__).resolve().parent.parent)
 
 # Many small blocks (below malloc's mmap threshold, so they live on the heap), every
 # tenth kept alive so the freed space is fragmented and cannot shrink away by itself.
-_SCRIPT = textwrap.dedent(
-    """
-    import json, sys
-    sys.path.insert(0, {repo!r})
-    from worker.heap import release_free_memory
+_PRELUDE = """
+import json, sys
+sys.path.insert(0, {repo!r})
+from worker.heap import SLACK_MB, release_free_memory, rss_mb
 
-    def rss_mb():
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * 4096 / 2**20
-
-    blocks = [bytearray(64 * 1024) for _ in range(4000)]  # ~250 MB, touched
+def churn(mb):
+    blocks = [bytearray(64 * 1024) for _ in range(int(mb * 16))]
     kept = blocks[::10]
     del blocks
-    freed = rss_mb()
-    released = release_free_memory()
-    print(json.dumps({{"freed": freed, "trimmed": rss_mb(), "released": released, "kept": len(kept)}}))
-    """
+    return kept
+"""
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="reads /proc; trims glibc's heap"
 )
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; glibc only")
-def test_release_free_memory_returns_freed_heap_to_the_os():
-    repo = str(Path(__file__).resolve().parent.parent)
-    out = subprocess.run(
-        [sys.executable, "-c", _SCRIPT.format(repo=repo)],
-        capture_output=True,
-        text=True,
-        check=True,
+def _run(body: str) -> dict:
+    script = _PRELUDE.format(repo=REPO) + textwrap.dedent(body)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_a_forced_trim_returns_freed_heap_to_the_os():
+    figures = _run(
+        """
+        kept = churn(250)
+        freed = rss_mb()
+        released = release_free_memory(force=True)
+        print(json.dumps({"freed": freed, "trimmed": rss_mb(), "released": released}))
+        """
     )
-    figures = json.loads(out.stdout)
     assert figures["released"] is True
-    # ~225 MB of the ~250 MB was freed; without the trim RSS keeps nearly all of it.
+    # ~225 of the ~250 MB was freed; without the trim RSS keeps nearly all of it.
     assert figures["freed"] - figures["trimmed"] > 150, figures
 
 
-def test_release_free_memory_is_safe_to_call_repeatedly():
-    assert release_free_memory() == release_free_memory()
+def test_a_job_that_grew_the_process_little_is_not_trimmed_for():
+    figures = _run(
+        """
+        release_free_memory(force=True)
+        kept = churn(SLACK_MB / 4)
+        small = release_free_memory()
+        kept2 = churn(4 * SLACK_MB)
+        large = release_free_memory()
+        print(json.dumps({"small": small, "large": large}))
+        """
+    )
+    assert figures == {"small": False, "large": True}
+
+
+def test_rss_is_read_from_proc():
+    from worker.heap import rss_mb
+
+    assert 10 < rss_mb() < 100_000

@@ -1,19 +1,33 @@
-"""Give the heap a job freed back to the OS, so a warm worker's RSS between jobs is its
-loaded size, not the high-water mark of the largest page it has read.
+"""Give the heap a job freed back to the OS, so a warm worker's RSS between jobs stays
+near its loaded size, not at the high-water mark of the largest page it has read.
 
 glibc's malloc keeps freed memory for reuse, and after a large block is freed it raises
 its mmap threshold, so later page-sized tensors (detector activations, with ORT's arena
 off) come from the heap and stay mapped. Measured with scripts/memory_curve.py over the
 same 90 pages (lines, receipts, book pages): RSS between pages 261-321 MB without a
-trim, 184-196 MB with one after each page, at the same speed.
+trim, 184-196 MB with one after each page.
+
+A trim is not free: the next job faults its pages back in. Trimming after every job
+cost line images 15 % of their throughput through `ocrq run` (9.1 and 8.7 against 10.7
+and 10.5 lines/s, alternating runs), and a page read right after a trim took 2-6 %
+longer than one read on a warm heap (13 receipts and book pages, same process). So a
+trim happens only when the process is `SLACK_MB` above its size after the last one:
+line images never pay for it, about a third of pages do, and RSS between jobs stays
+within `SLACK_MB` of the loaded size instead of growing with the largest page seen.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 from collections.abc import Callable
 from functools import lru_cache
+
+SLACK_MB = 128.0
+
+_PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20 if hasattr(os, "sysconf") else 0.0
+_after_trim: float | None = None  # RSS right after this process's last trim, MB
 
 
 @lru_cache(maxsize=1)
@@ -25,11 +39,24 @@ def _malloc_trim() -> Callable[[int], int] | None:
         return None
 
 
-def release_free_memory() -> bool:
-    """Return free heap pages to the OS (glibc `malloc_trim(0)`); False where the C
-    library has no such call. Cheap: it only walks the free lists."""
+def rss_mb() -> float:
+    """Resident set size from /proc (0.0 where there is none)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * _PAGE_MB
+    except OSError:
+        return 0.0
+
+
+def release_free_memory(force: bool = False) -> bool:
+    """Return free heap pages to the OS (glibc `malloc_trim(0)`) if the process grew by
+    `SLACK_MB` since the last trim, or always with `force`. True if it trimmed."""
+    global _after_trim
     trim = _malloc_trim()
     if trim is None:
         return False
+    if not force and _after_trim is not None and rss_mb() - _after_trim < SLACK_MB:
+        return False
     trim(0)
+    _after_trim = rss_mb()
     return True

@@ -49,7 +49,7 @@ def init_process(index: int | None, settings: Settings | None = None) -> WarmSta
     started = time.perf_counter()
     engine = load_engine(settings.engine, settings.models_dir, threads=1)
     _LOADS += 1
-    release_free_memory()  # what loading parsed and copied (ONNX graphs) is garbage now
+    release_free_memory(force=True)  # what loading parsed and copied (ONNX graphs) is garbage now
     engine.provenance = {**engine.provenance, "engine_loads": _LOADS}
     _STATE = WarmState(
         settings=settings,
