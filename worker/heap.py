@@ -1,5 +1,6 @@
-"""Give the heap a job freed back to the OS, so a warm worker's RSS between jobs stays
-near its loaded size, not at the high-water mark of the largest page it has read.
+"""Give the heap a job freed back to the OS when it is large, so a warm worker's RSS
+between jobs stays within a fixed distance of its loaded size, whatever the largest page
+it has read.
 
 glibc's malloc keeps freed memory for reuse, and after a large block is freed it raises
 its mmap threshold, so later page-sized tensors (detector activations, with ORT's arena
@@ -15,7 +16,8 @@ trim is a ceiling, not a habit: a job is followed by one only when it left the p
 more than `SLACK_MB` above its loaded size. With 128 MB, 22 of the first 25 pages of
 memory_curve's mix were trimmed for; with 192 MB, RSS between jobs stays under loaded +
 192 MB (about 370 MB for PP-OCR, under the 400 MB a worker is meant to stay below) and
-only the pages that would have left more pay.
+only the pages that would have left more pay: 6 trims in 1,000 pages, 244-358 MB between
+pages.
 """
 
 from __future__ import annotations
