@@ -14,7 +14,7 @@ from models.cpu import int8_needs_reduce_range
 from models.onnx_session import open_session
 from models.ppocr import resources
 from models.ppocr.classifier import cls_batch
-from models.ppocr.quantize import ensure_int8
+from models.ppocr.quantize import constants_to_initializers, depthwise_convs, ensure_int8
 from tests.fixtures_text import SAMPLE_LINES, render_line
 
 RECIPE = {"method": "static-qdq", "ops": ["Conv"], "per_channel": True, "calib": 2}
@@ -59,6 +59,34 @@ def test_int8_generated_with_manifest_then_reused(tmp_path):
     # probability drift: 0.21 measured there; decisions must agree)
     assert np.abs(fp32 - int8).max() < 0.25
     assert (fp32.argmax(1) == int8.argmax(1)).all()
+
+
+def test_depthwise_convs_stay_fp32_when_the_recipe_says(tmp_path):
+    import onnx
+
+    source = resources.model_path(resources.CLS_FILE)
+    out = ensure_int8("cls", source, tmp_path, {**RECIPE, "fp32_depthwise": True})
+    graph = onnx.load(str(out)).graph
+    model = onnx.load(str(source))
+    constants_to_initializers(model)  # as quantization does: its weights are Constant nodes
+    depthwise = set(depthwise_convs(model))
+    assert len(depthwise) >= 5  # MobileNetV3: one per inverted-residual block
+    weights = {t.name: t for t in graph.initializer}
+    produced_by = {o: n for n in graph.node for o in n.output}
+    for node in graph.node:
+        if node.op_type != "Conv":
+            continue
+        groups = next((a.i for a in node.attribute if a.name == "group"), 1)
+        quantized = produced_by.get(node.input[1]) is not None  # a DequantizeLinear output
+        if node.name in depthwise:
+            assert groups > 1 and not quantized, node.name
+            assert weights[node.input[1]].data_type == onnx.TensorProto.FLOAT
+        else:
+            assert quantized, node.name
+    batch = cls_batch([render_line(t, height=40) for t in SAMPLE_LINES])
+    fp32 = open_session(source).run(None, {"x": batch})[0]
+    mixed = open_session(out).run(None, {"x": batch})[0]
+    assert (fp32.argmax(1) == mixed.argmax(1)).all()
 
 
 @pytest.mark.slow
