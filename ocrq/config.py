@@ -28,7 +28,10 @@ class EngineOptions:
 
     engine: str = "ppocr"  # ppocr | trocr-onnx | trocr-mlx
     model: str | None = None  # recognizer model name in the cache, or a directory (TrOCR)
-    precision: str = "fp32"  # fp32 | int8
+    # fp32 | int8 | auto: each engine's pick for the CPU it runs on (ppocr: int8 where the
+    # CPU takes 8-bit INT8 weights, `models.cpu.int8_preferred`; TrOCR and MLX: fp32).
+    # Results record the precision that ran in their engine provenance.
+    precision: str = "auto"
     batch_size: int = 16  # crops per recognizer call
     max_new_tokens: int = 64  # TrOCR decoding cap
     num_beams: int = 1  # TrOCR beam search width (1 = greedy)

@@ -82,10 +82,11 @@ def engine_options(func: Callable) -> Callable:
         click.option(
             "--precision",
             envvar="OCRQ_PRECISION",
-            default="fp32",
+            default="auto",
             show_default=True,
-            type=click.Choice(["fp32", "int8"]),
-            help="Model precision (env OCRQ_PRECISION).",
+            type=click.Choice(["auto", "fp32", "int8"]),
+            help="Model precision (env OCRQ_PRECISION). auto: INT8 for the ppocr engine on "
+            "x86 CPUs with VNNI/AMX (as accurate as FP32 there, and faster), else FP32.",
         ),
     ]
     return functools.reduce(lambda f, d: d(f), reversed(decorators), func)

@@ -28,7 +28,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
 @click.argument("folders", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--pages", default=1000, show_default=True)
 @click.option("--every", default=50, show_default=True)
-@click.option("--precision", default="fp32", show_default=True)
+@click.option("--precision", default="auto", show_default=True)
 def main(folders, pages, every, precision) -> None:
     sys.path.insert(0, str(REPO))
     import psutil

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 @click.command()
 @click.argument("folders", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--workers", default=2, show_default=True)
-@click.option("--precision", default="fp32", show_default=True)
+@click.option("--precision", default="auto", show_default=True)
 @click.option("--broker", default="redis://127.0.0.1:6379/13", show_default=True)
 @click.option("--limit", default=0, help="At most N items per set.")
 def main(folders, workers, precision, broker, limit) -> None:

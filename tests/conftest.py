@@ -67,6 +67,10 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["OCRQ_TEST_REDIS_PORT"] = str(port)
     port = os.environ["OCRQ_TEST_REDIS_PORT"]
     os.environ["OCRQ_BROKER_URL"] = f"redis://127.0.0.1:{port}/{REDIS_TEST_DB}"
+    # Workers, CLI runs and jobs in the tests run the FP32 engine on every CPU: `auto` would
+    # pick INT8 on some CI machines, making results machine-dependent and each fresh models
+    # folder quantize first. INT8 and `auto` have their own tests.
+    os.environ["OCRQ_PRECISION"] = "fp32"
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

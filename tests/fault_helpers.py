@@ -201,7 +201,7 @@ def add_jobs(db_url: str, paths: Sequence[str | os.PathLike]) -> tuple[Store, li
     walker would skip: the worker must cope with whatever a message names)."""
     import hashlib
 
-    options = EngineOptions()
+    options = EngineOptions(precision="fp32")
     store = Store(db_url)
     batch = store.create_batch(["fault-test"], [], options.as_dict())
     jobs = []

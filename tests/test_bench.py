@@ -119,7 +119,8 @@ def test_zoned_pages_are_scored_inside_their_zones_only(tmp_path):
 def test_runner_names():
     spec = parse_runner("ours-int8@1", 2)
     assert (spec.kind, spec.precision, spec.processes) == ("ours", "int8", 1)
-    assert parse_runner("ours", 2).precision == "fp32"
+    assert parse_runner("ours", 2).precision == "auto"  # the default engine, as workers run it
+    assert parse_runner("queue", 2).precision == "auto"
     assert parse_runner("queue", 3).processes == 3
     assert parse_runner("tesseract", 2).kind == "tesseract"
     for bad in ("ours-fp16", "rapidocr-int8", "paddle", "ours@x", "ours@0", "queue[a=1]"):

@@ -10,7 +10,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
-from models.cpu import int8_needs_reduce_range
+from models.cpu import int8_needs_reduce_range, int8_preferred
 
 K = 64
 
@@ -70,3 +70,25 @@ def test_prediction_matches_this_cpus_kernels(tmp_path):
 )
 def test_prediction_by_machine_and_flags(machine, flags, needs):
     assert int8_needs_reduce_range(machine, frozenset(flags)) is needs
+
+
+@pytest.mark.parametrize(
+    "machine, flags, preferred",
+    [
+        ("x86_64", {"avx2", "avx512_vnni"}, True),  # 8-bit weights: ties FP32, faster
+        ("x86_64", {"amx_int8"}, True),
+        ("x86_64", {"avx2", "fma"}, False),  # 7-bit weights lost accuracy on receipts
+        ("x86_64", set(), False),
+        ("aarch64", set(), False),  # not measured: FP32
+        ("arm64", {"asimddp"}, False),
+    ],
+)
+def test_auto_precision_prefers_int8_only_with_8_bit_weights(machine, flags, preferred):
+    assert int8_preferred(machine, frozenset(flags)) is preferred
+
+
+def test_auto_precision_resolves_on_this_cpu():
+    from models.ppocr.engine import resolve_precision
+
+    assert resolve_precision("auto") == ("int8" if int8_preferred() else "fp32")
+    assert resolve_precision("fp32") == "fp32" and resolve_precision("int8") == "int8"

@@ -25,7 +25,7 @@ class Interrupted(KeyboardInterrupt):
 def _interrupted_submit(folder, db_url: str, broker_url: str, chunk: int) -> list[int]:
     """The producer's own steps (walk, hash, plan, record, enqueue), stopped by Ctrl-C
     after the first chunk was published and marked."""
-    options = EngineOptions()
+    options = EngineOptions(precision="fp32")
     store = Store(db_url)
     found = collect([folder], ["*.png"], recursive=True)
     plan = plan_jobs(store, found.files, model_key("ppocr", None, "fp32"), force=False)

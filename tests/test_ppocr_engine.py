@@ -22,7 +22,9 @@ from tests.fixtures_text import SAMPLE_LINES, render_line, render_page
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory):
-    return load(EngineOptions(batch_size=4), tmp_path_factory.mktemp("models"), threads=1)
+    return load(
+        EngineOptions(batch_size=4, precision="fp32"), tmp_path_factory.mktemp("models"), threads=1
+    )
 
 
 def test_provenance_names_files_hashes_precision(engine):

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.cpu import int8_needs_reduce_range
+from models.cpu import int8_needs_reduce_range, int8_preferred
 from models.onnx_session import open_session
 from models.ppocr import resources
 from models.ppocr.classifier import cls_batch
@@ -110,3 +110,11 @@ def test_engine_int8_reads_rendered_page(tmp_path_factory):
     assert len(engine.recognizer.charset) < 1000
     text = page_text(read_page(engine, render_page(SAMPLE_LINES, height=36)))
     assert cer(text, "\n".join(SAMPLE_LINES)) <= 0.03, text
+
+    # `auto`, the default, runs INT8 only where weights are 8-bit; either way it says so.
+    auto = load(EngineOptions(precision="auto"), models_dir, threads=1).provenance
+    assert auto["precision_asked"] == "auto"
+    assert auto["precision"] == ("int8" if int8_preferred() else "fp32")
+    assert auto["models"]["rec"]["file"].endswith(
+        ".onnx" if auto["precision"] == "fp32" else ".int8.onnx"
+    )

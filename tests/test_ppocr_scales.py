@@ -43,8 +43,9 @@ def _page(text_height: int, canvas: tuple[int, int]) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def engines():
-    single = load(EngineOptions(), Path("."), config=PPOCRConfig(DetectorConfig(probe_side=0)))
-    return single, load(EngineOptions(), Path("."))  # two passes are the default
+    fp32 = EngineOptions(precision="fp32")
+    single = load(fp32, Path("."), config=PPOCRConfig(DetectorConfig(probe_side=0)))
+    return single, load(fp32, Path("."))  # two passes are the default
 
 
 def _sides(engine, image) -> list[int]:

@@ -10,7 +10,7 @@ from ocrq.storage import DONE, DUPLICATE, QUEUED, Store, model_key
 from producer.submit import Enqueuer, HashedFile, plan_jobs, record_jobs
 from worker.config import queue_name
 
-OPTS = EngineOptions()
+OPTS = EngineOptions(precision="fp32")
 KEY = model_key(OPTS.engine, OPTS.model, OPTS.precision)
 
 

@@ -97,7 +97,7 @@ def _generation_defaults(model_dir: Path) -> dict[str, Any]:
 
 
 def load(options: EngineOptions, models_dir: Path, threads: int = 1) -> Engine:
-    if options.precision not in ("fp32", "float32"):
+    if options.precision not in ("auto", "fp32", "float32"):
         raise ModelError(
             f"{NAME} runs the dtype chosen at conversion (convert-mlx --dtype); "
             f"precision {options.precision!r} is not available"

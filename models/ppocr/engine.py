@@ -40,6 +40,16 @@ class PPOCRConfig:
     flush_denormals: bool = True
 
 
+def resolve_precision(precision: str) -> str:
+    """`auto` -> int8 where this CPU runs 8-bit INT8 weights (there it ties FP32's accuracy
+    and is faster, `models/cpu.py`), fp32 elsewhere; fp32 and int8 stay as asked."""
+    if precision != "auto":
+        return precision
+    from models.cpu import int8_preferred
+
+    return "int8" if int8_preferred() else "fp32"
+
+
 def _check_precision(precision: str) -> None:
     if precision not in PRECISIONS:
         raise ModelError(
@@ -131,7 +141,7 @@ def load(
     config: PPOCRConfig | None = None,
 ) -> Engine:
     config = config or PPOCRConfig()
-    precision = options.precision
+    precision = resolve_precision(options.precision)
     _check_precision(precision)
     rec_cfg = RecognizerConfig(**{**asdict(config.recognizer), "batch_size": options.batch_size})
     det_precision = "int8" if precision == "int8" and config.int8_detector else "fp32"
@@ -154,6 +164,7 @@ def load(
         "engine": NAME,
         "source": "rapidocr wheel (PP-OCRv6 small, Apache-2.0)",
         "precision": precision,
+        "precision_asked": options.precision,
         "precision_per_model": {"det": det_precision, "rec": precision},
         "models": {kind: _describe(path) for kind, path in files.items()},
         "angle_cls": config.use_angle_cls,

@@ -140,8 +140,10 @@ def load(options: EngineOptions, models_dir: Path, threads: int = 1) -> Engine:
         max_new_tokens=options.max_new_tokens,
         num_beams=options.num_beams,
     )
+    # `auto` is FP32 here: TrOCR's INT8 is an export-time choice with its own parity report.
+    precision = "fp32" if options.precision == "auto" else options.precision
     recognizer, rec_provenance = load_recognizer(
-        options.model, models_dir, options.precision, threads, decode
+        options.model, models_dir, precision, threads, decode
     )
     # The detector stays FP32: it is small, and its INT8 variant is the ppocr engine's call.
     detector = load_detector(models_dir, threads, "fp32")

@@ -157,7 +157,11 @@ def _run_one(
     missing = unavailable(spec, tesseract_cmd)
     if missing:
         return Scored(status_row(spec.label, evalset, spec.processes, missing))
-    precision = spec.precision if spec.kind in ("ours", "queue") else None
+    precision = None
+    if spec.kind in ("ours", "queue"):  # what ran: `auto` resolves on this CPU
+        from models.ppocr.engine import resolve_precision
+
+        precision = resolve_precision(spec.precision)
     if spec.kind == "queue":
         from producer.bench.queue import run_queue
 

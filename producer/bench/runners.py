@@ -28,7 +28,7 @@ from pathlib import Path
 from producer.bench.evalsets import Box
 
 KINDS = ("ours", "queue", "rapidocr", "tesseract")
-PRECISIONS = ("fp32", "int8")
+PRECISIONS = ("auto", "fp32", "int8")  # auto: what a worker runs by default
 DEFAULT_RUNNERS = ("ours-fp32", "ours-int8", "queue", "rapidocr", "tesseract")
 
 
@@ -36,7 +36,7 @@ DEFAULT_RUNNERS = ("ours-fp32", "ours-int8", "queue", "rapidocr", "tesseract")
 class RunnerSpec:
     label: str  # as given on the command line, e.g. "ours-int8@1"
     kind: str  # ours | queue | rapidocr | tesseract
-    precision: str = "fp32"  # our engine's precision (ours, queue)
+    precision: str = "auto"  # our engine's precision (ours, queue)
     processes: int = 2  # pinned processes (queue: workers)
     overrides: str = ""  # our engine's settings, "detector.max_side=1600;use_angle_cls=1"
 
@@ -52,7 +52,8 @@ Reader = Callable[[Path, bool], Read]
 
 
 def parse_runner(label: str, default_processes: int) -> RunnerSpec:
-    """`ours-fp32`, `ours-int8`, `queue`, `queue-int8`, `rapidocr`, `tesseract`, each with
+    """`ours-fp32`, `ours-int8`, `queue`, `queue-int8`, `rapidocr`, `tesseract` (`ours` and
+    `queue` alone run the default precision, `auto`), each with
     an optional `@N` process count (default: --workers). Our in-process engine also takes
     settings in brackets, to compare variants: `ours-fp32[detector.max_side=1600]@1`."""
     import re
@@ -70,14 +71,12 @@ def parse_runner(label: str, default_processes: int) -> RunnerSpec:
     if processes < 1:
         raise UsageError(f"runner {label!r}: needs at least one process")
     kind, _, precision = name.partition("-")
-    if kind == "ours" and not precision:
-        precision = "fp32"
     if kind not in KINDS or (kind in ("rapidocr", "tesseract") and precision):
         raise UsageError(
             f"unknown runner {label!r}; choose from ours-fp32, ours-int8, queue, queue-int8, "
             "rapidocr, tesseract (optionally @N processes)"
         )
-    precision = precision or "fp32"
+    precision = precision or "auto"  # `ours`, `queue`: the default engine, as workers run it
     if precision not in PRECISIONS:
         raise UsageError(f"runner {label!r}: precision must be one of {', '.join(PRECISIONS)}")
     if overrides and kind != "ours":
