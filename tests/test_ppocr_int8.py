@@ -20,9 +20,11 @@ from tests.fixtures_text import SAMPLE_LINES, render_line
 RECIPE = {"method": "static-qdq", "ops": ["Conv"], "per_channel": True, "calib": 2}
 
 
-def test_int8_generated_with_manifest_then_reused(tmp_path):
+def test_int8_generated_with_manifest_then_reused(tmp_path, caplog):
     source = resources.model_path(resources.CLS_FILE)
-    out = ensure_int8("cls", source, tmp_path, RECIPE)
+    with caplog.at_level("WARNING", logger="models.ppocr.quantize"):
+        out = ensure_int8("cls", source, tmp_path, RECIPE)
+    assert "building the INT8 cls graph" in caplog.text  # a first start says why it waits
     manifest = json.loads(out.with_suffix(".json").read_text())
     assert manifest["source_sha256"] == resources.sha256_file(source)
     assert manifest["output_sha256"] == resources.sha256_file(out)
@@ -35,7 +37,9 @@ def test_int8_generated_with_manifest_then_reused(tmp_path):
     convs = [n for n in graph.node if n.op_type == "Conv"]
     assert len(int8_weights) >= len(convs) > 0  # every Conv weight stored as int8
     mtime = out.stat().st_mtime_ns
+    caplog.clear()
     assert ensure_int8("cls", source, tmp_path, RECIPE) == out
+    assert "building" not in caplog.text
     assert out.stat().st_mtime_ns == mtime  # current: not regenerated
 
     # a manifest that no longer matches (e.g. a new wheel) regenerates the file

@@ -25,13 +25,17 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import tempfile
+import time
 from pathlib import Path
 
 from models.cpu import int8_needs_reduce_range
 from models.ppocr import resources
 from ocrq.errors import ModelError
+
+log = logging.getLogger(__name__)
 
 QUANT_VERSION = 2  # bump when the recipe changes: regenerates cached files
 
@@ -204,7 +208,11 @@ def ensure_int8(kind: str, source: Path, models_dir: Path, recipe: dict | None =
         fcntl.flock(lock, fcntl.LOCK_EX)
         if _is_current(output, wanted):
             return output
+        # Once per models folder and kind of CPU; a worker's first start waits for it.
+        log.warning("building the INT8 %s graph for this CPU in %s (once, ~1 min)", kind, out_dir)
+        started = time.perf_counter()
         _generate(kind, source, output, wanted, recipe)
+        log.warning("INT8 %s graph ready in %.0f s", kind, time.perf_counter() - started)
     return output
 
 
