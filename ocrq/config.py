@@ -22,6 +22,10 @@ def default_models_dir() -> Path:
     return Path(base) / "ocrq" / "models"
 
 
+# What `--precision` / OCRQ_PRECISION accept; `auto` is resolved by each engine at load.
+PRECISIONS = ("auto", "fp32", "int8")
+
+
 @dataclass(frozen=True)
 class EngineOptions:
     """Which engine and model a job runs with; part of the dedupe key and stored per result."""

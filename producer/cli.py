@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from ocrq.config import EngineOptions, Settings, redact_url, settings_from_env
+from ocrq.config import PRECISIONS, EngineOptions, Settings, redact_url, settings_from_env
 from ocrq.errors import OcrqError, UsageError
 
 
@@ -84,7 +84,7 @@ def engine_options(func: Callable) -> Callable:
             envvar="OCRQ_PRECISION",
             default="auto",
             show_default=True,
-            type=click.Choice(["auto", "fp32", "int8"]),
+            type=click.Choice(PRECISIONS),
             help="Model precision (env OCRQ_PRECISION). auto: INT8 for the ppocr engine on "
             "x86 CPUs with VNNI/AMX (as accurate as FP32 there, and faster), else FP32.",
         ),

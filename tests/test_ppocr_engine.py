@@ -99,3 +99,11 @@ def test_page_text_joins_a_line_with_spaces_and_lines_with_newlines():
 
     pairs = [pair(0, 0, 50, 20, "exam-"), pair(60, 2, 120, 22, "next"), pair(0, 40, 50, 60, "ple")]
     assert page_text(pairs) == "exam- next\nple"
+
+
+def test_unknown_precision_is_refused_naming_the_choices(tmp_path):
+    from ocrq.errors import ModelError
+
+    with pytest.raises(ModelError, match="one of auto, fp32, int8, not 'bf16'"):
+        load(EngineOptions(precision="bf16"), tmp_path)
+    assert not any(tmp_path.iterdir())  # refused before building or loading anything

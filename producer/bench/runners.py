@@ -25,10 +25,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ocrq.config import PRECISIONS
 from producer.bench.evalsets import Box
 
 KINDS = ("ours", "queue", "rapidocr", "tesseract")
-PRECISIONS = ("auto", "fp32", "int8")  # auto: what a worker runs by default
 DEFAULT_RUNNERS = ("ours-fp32", "ours-int8", "queue", "rapidocr", "tesseract")
 
 
