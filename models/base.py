@@ -58,3 +58,11 @@ class Engine:
     detector: Detector
     recognizer: Recognizer
     provenance: dict[str, Any] = field(default_factory=dict)
+
+    def release_memory(self) -> None:
+        """Free what the models keep between runs (an ONNX Runtime arena), where they
+        keep anything: a part with a `release_memory()` method is asked to."""
+        for part in (self.detector, self.recognizer):
+            release = getattr(part, "release_memory", None)
+            if release is not None:
+                release()

@@ -22,13 +22,18 @@ log = logging.getLogger(__name__)
 GraphEdit = Callable[[onnx.ModelProto], bool]
 
 
-def session_options(threads: int = 1, arena: bool = True) -> ort.SessionOptions:
+def session_options(
+    threads: int = 1, arena: bool = True, mem_pattern: bool | None = None
+) -> ort.SessionOptions:
     """`arena=False` turns off ORT's CPU memory arena and memory-pattern planning: with
     input shapes that change every call (pages, crop batches) the arena only grows (a
-    PP-OCR worker passed 2.3 GB RSS within 29 pages with it, 250-470 MB without)."""
+    PP-OCR worker passed 2.3 GB RSS within 29 pages with it, 250-470 MB without).
+    `mem_pattern=False` keeps the arena but plans no pattern: a pattern is one block per
+    input shape, so inputs of varying width grew RSS by ~120 MB more over 120 runs with
+    it than without (`shrink_arena` below hands a pattern-free arena back at will)."""
     opts = ort.SessionOptions()
     opts.enable_cpu_mem_arena = arena
-    opts.enable_mem_pattern = arena
+    opts.enable_mem_pattern = arena if mem_pattern is None else mem_pattern
     opts.intra_op_num_threads = max(1, threads)
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -62,6 +67,7 @@ def open_session(
     arena: bool = True,
     flush_denormals: bool = True,
     edit: GraphEdit | None = None,
+    mem_pattern: bool | None = None,
 ) -> ort.InferenceSession:
     """`flush_denormals` zeroes denormal weights first (`models/denormals.py`): 2.3x faster
     PP-OCR detection, identical output. `edit` changes the graph in memory before ORT
@@ -72,8 +78,16 @@ def open_session(
     try:
         return ort.InferenceSession(
             graph_source(path, flush_denormals, edit),
-            sess_options=session_options(threads, arena),
+            sess_options=session_options(threads, arena, mem_pattern),
             providers=["CPUExecutionProvider"],
         )
     except Exception as exc:  # onnxruntime raises its own untyped errors
         raise ModelError(f"cannot load ONNX model {path}: {exc}") from exc
+
+
+def shrink_arena(session: ort.InferenceSession, feed: dict) -> None:
+    """Hand the session's arena memory back to the OS: ORT frees every arena region not in
+    use at the end of a run that asks for it, so a run on a tiny `feed` frees nearly all."""
+    options = ort.RunOptions()
+    options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+    session.run(None, feed, options)

@@ -67,7 +67,7 @@ def _child_main(index: int, settings: Settings, tasks: mp.Queue, events: mp.Queu
             events.put(("retry", index, job_id, f"{type(exc).__name__}: {exc}"))
             continue
         finally:
-            release_free_memory()
+            release_free_memory(release_caches=state.engine.release_memory)
         events.put(("end", index, job_id, outcome.status, outcome.error))
 
 

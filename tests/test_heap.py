@@ -72,3 +72,32 @@ def test_rss_is_read_from_proc():
     from worker.heap import rss_mb
 
     assert 10 < rss_mb() < 100_000
+
+
+def test_the_detector_arena_is_emptied_with_the_trim_and_reads_the_same_after():
+    """The detector keeps ORT's arena between pages; a trim after a large page must hand
+    that back too (a plain malloc_trim cannot reach it), and the next page reads alike."""
+    figures = _run(
+        """
+        from pathlib import Path
+        from models.ppocr.engine import load_detector
+        from tests.fixtures_text import SAMPLE_LINES, render_page
+
+        detector = load_detector(Path("."), threads=1)
+        page = render_page(SAMPLE_LINES * 10, height=40, width=2200)
+        release_free_memory(force=True)
+        before = [r.quad for r in detector.detect(page)]
+        after_page = rss_mb()
+        release_free_memory()  # no caches released: the arena keeps its blocks
+        heap_only = rss_mb()
+        released = release_free_memory(release_caches=detector.release_memory)
+        emptied = rss_mb()
+        again = [r.quad for r in detector.detect(page)]
+        print(json.dumps({"page": after_page, "heap_only": heap_only, "emptied": emptied,
+                          "released": released, "same": before == again, "n": len(before)}))
+        """
+    )
+    assert figures["released"] is True and figures["n"] == 40, figures
+    assert figures["page"] - figures["heap_only"] < 100, figures  # the arena still holds it
+    assert figures["heap_only"] - figures["emptied"] > 150, figures
+    assert figures["same"], figures

@@ -3,8 +3,9 @@ between jobs stays within a fixed distance of its loaded size, whatever the larg
 it has read.
 
 glibc's malloc keeps freed memory for reuse, and after a large block is freed it raises
-its mmap threshold, so later page-sized tensors (detector activations, with ORT's arena
-off) come from the heap and stay mapped. Measured with scripts/memory_curve.py over the
+its mmap threshold, so later large tensors come from the heap and stay mapped; the
+detector's ONNX Runtime arena likewise keeps what the largest page so far needed, and is
+emptied under the same rule, just before the trim. Measured with scripts/memory_curve.py over the
 same 90 pages (lines, receipts, book pages): RSS between pages 261-321 MB without a
 trim, 184-196 MB with one after each page.
 
@@ -52,16 +53,22 @@ def rss_mb() -> float:
         return 0.0
 
 
-def release_free_memory(force: bool = False) -> bool:
+def release_free_memory(
+    force: bool = False, release_caches: Callable[[], None] | None = None
+) -> bool:
     """Return free heap pages to the OS (glibc `malloc_trim(0)`) if the process is
     `SLACK_MB` above its loaded size, or always with `force`, which also takes the loaded
-    size (call it once the warm state is loaded). True if it trimmed."""
+    size (call it once the warm state is loaded). `release_caches` (an engine's
+    `release_memory`, which empties the detector's ONNX Runtime arena) runs first, under
+    the same rule. True if it trimmed."""
     global _loaded
     trim = _malloc_trim()
     if trim is None:
         return False
     if not force and _loaded is not None and rss_mb() - _loaded < SLACK_MB:
         return False
+    if release_caches is not None:
+        release_caches()
     trim(0)
     if force or _loaded is None:
         _loaded = rss_mb()

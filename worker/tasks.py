@@ -65,5 +65,5 @@ def ocr_job(self, job_id: int) -> dict:  # type: ignore[no-untyped-def]
         log.warning("job %s: database unavailable (%s); retry in %ss", job_id, exc, countdown)
         raise self.retry(exc=exc, countdown=countdown) from exc
     finally:
-        release_free_memory()
+        release_free_memory(release_caches=state.engine.release_memory)
     return {"job_id": outcome.job_id, "status": outcome.status, "error": outcome.error}

@@ -191,6 +191,12 @@ class PPOCRDetector:
         self._input = session.get_inputs()[0].name
         self._run_options = run_options
 
+    def release_memory(self) -> None:
+        """Give back the arena memory the largest page so far needed (`load_detector`)."""
+        from models.onnx_session import shrink_arena
+
+        shrink_arena(self.session, {self._input: np.zeros((1, 3, 32, 32), dtype=np.float32)})
+
     def probability_map(self, det_in: DetInput) -> np.ndarray:
         return self.session.run(None, {self._input: det_in.tensor}, self._run_options)[0][0, 0]
 
