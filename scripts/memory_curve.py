@@ -58,9 +58,8 @@ def main(folders, pages, every, precision) -> None:
     for n in range(1, pages + 1):
         for image in load_pages(next(stream), settings.limits):
             read_page(state.engine, image)
-        trims += release_free_memory(
-            release_caches=state.engine.release_memory
-        )  # as a worker does after each job
+        # As a worker does after each job.
+        trims += release_free_memory(release_caches=state.engine.release_memory)
         peak = max(peak, mb())
         if n % every == 0 or n == pages:
             print(

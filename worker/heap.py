@@ -5,8 +5,8 @@ it has read.
 glibc's malloc keeps freed memory for reuse, and after a large block is freed it raises
 its mmap threshold, so later large tensors come from the heap and stay mapped; the
 detector's ONNX Runtime arena likewise keeps what the largest page so far needed, and is
-emptied under the same rule, just before the trim. Measured with scripts/memory_curve.py over the
-same 90 pages (lines, receipts, book pages): RSS between pages 261-321 MB without a
+emptied under the same rule, just before the trim. Measured with scripts/memory_curve.py
+over the same 90 pages (lines, receipts, book pages): RSS between pages 261-321 MB without a
 trim, 184-196 MB with one after each page.
 
 A trim is not free: the next job faults its pages back in. Trimming after every job
@@ -60,16 +60,17 @@ def release_free_memory(
     `SLACK_MB` above its loaded size, or always with `force`, which also takes the loaded
     size (call it once the warm state is loaded). `release_caches` (an engine's
     `release_memory`, which empties the detector's ONNX Runtime arena) runs first, under
-    the same rule. True if it trimmed."""
+    the same rule, also where there is no glibc heap to trim. True if it released any."""
     global _loaded
     trim = _malloc_trim()
-    if trim is None:
+    if trim is None and release_caches is None:
         return False
     if not force and _loaded is not None and rss_mb() - _loaded < SLACK_MB:
         return False
     if release_caches is not None:
         release_caches()
-    trim(0)
+    if trim is not None:
+        trim(0)
     if force or _loaded is None:
         _loaded = rss_mb()
     return True
