@@ -26,6 +26,15 @@ def default_models_dir() -> Path:
 PRECISIONS = ("auto", "fp32", "int8")
 
 
+def check_precision(precision: str) -> None:
+    """Refuse a precision outside `PRECISIONS` (one set via OCRQ_PRECISION bypasses the
+    CLI's choice list), naming the choices, before any engine loads a model."""
+    from ocrq.errors import ModelError
+
+    if precision not in PRECISIONS:
+        raise ModelError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+
+
 @dataclass(frozen=True)
 class EngineOptions:
     """Which engine and model a job runs with; part of the dedupe key and stored per result."""

@@ -101,9 +101,13 @@ def test_page_text_joins_a_line_with_spaces_and_lines_with_newlines():
     assert page_text(pairs) == "exam- next\nple"
 
 
-def test_unknown_precision_is_refused_naming_the_choices(tmp_path):
+@pytest.mark.parametrize("engine_name", ["ppocr", "trocr-onnx", "trocr-mlx"])
+def test_unknown_precision_is_refused_naming_the_choices(tmp_path, engine_name):
+    """Every engine, not only the default: OCRQ_PRECISION bypasses the CLI's choices."""
+    from models.registry import load_engine
     from ocrq.errors import ModelError
 
+    options = EngineOptions(engine=engine_name, precision="bf16")
     with pytest.raises(ModelError, match="one of auto, fp32, int8, not 'bf16'"):
-        load(EngineOptions(precision="bf16"), tmp_path)
+        load_engine(options, tmp_path)
     assert not any(tmp_path.iterdir())  # refused before building or loading anything

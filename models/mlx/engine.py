@@ -20,7 +20,7 @@ from models.base import Engine
 from models.trocr.engine import TrOCRRecognizer, load_tokenizer
 from models.trocr.preprocess import Preprocessor
 from models.trocr.runtime import Decoded
-from ocrq.config import EngineOptions
+from ocrq.config import EngineOptions, check_precision
 from ocrq.errors import ModelError
 
 NAME = "trocr-mlx"
@@ -97,7 +97,8 @@ def _generation_defaults(model_dir: Path) -> dict[str, Any]:
 
 
 def load(options: EngineOptions, models_dir: Path, threads: int = 1) -> Engine:
-    if options.precision not in ("auto", "fp32", "float32"):
+    check_precision(options.precision)
+    if options.precision == "int8":
         raise ModelError(
             f"{NAME} runs the dtype chosen at conversion (convert-mlx --dtype); "
             f"precision {options.precision!r} is not available"

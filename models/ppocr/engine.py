@@ -19,8 +19,7 @@ from models.ppocr.recognizer import (
     allowed_classes,
     charset_from_metadata,
 )
-from ocrq.config import PRECISIONS as OPTION_PRECISIONS
-from ocrq.config import EngineOptions
+from ocrq.config import EngineOptions, check_precision
 from ocrq.errors import ModelError
 
 NAME = "ppocr"
@@ -147,10 +146,7 @@ def load(
     config: PPOCRConfig | None = None,
 ) -> Engine:
     config = config or PPOCRConfig()
-    if options.precision not in OPTION_PRECISIONS:
-        raise ModelError(
-            f"precision must be one of {', '.join(OPTION_PRECISIONS)}, not {options.precision!r}"
-        )
+    check_precision(options.precision)
     precision = resolve_precision(options.precision)
     rec_cfg = RecognizerConfig(**{**asdict(config.recognizer), "batch_size": options.batch_size})
     det_precision = "int8" if precision == "int8" and config.int8_detector else "fp32"
