@@ -18,7 +18,8 @@ more than `SLACK_MB` above its loaded size. With 128 MB, 22 of the first 25 page
 memory_curve's mix were trimmed for; with 192 MB, RSS between jobs stays under loaded +
 192 MB (about 370 MB for PP-OCR, under the 400 MB a worker is meant to stay below) and
 only the pages that would have left more pay: 6 trims in 1,000 pages, 244-358 MB between
-pages.
+pages. Since the detector keeps its arena, nearly every receipt or book page leaves more
+than that: 84 trims in the same 1,000 pages, 186-366 MB between pages (FP32, AVX2 CPU).
 """
 
 from __future__ import annotations
