@@ -61,6 +61,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "socket_keepalive": True,
             "health_check_interval": 10,
         },
+        # Reconnects where Celery's own consumer died on a kombu race (worker/consumer.py).
+        "worker_consumer": "worker.consumer:OcrqConsumer",
         "worker_hijack_root_logger": False,
         "worker_redirect_stdouts": False,
     }
