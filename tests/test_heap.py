@@ -119,3 +119,16 @@ def test_the_detector_arena_is_emptied_with_the_trim_and_reads_the_same_after():
     assert figures["page"] - figures["heap_only"] < 100, figures  # the arena still holds it
     assert figures["heap_only"] - figures["emptied"] > 150, figures
     assert figures["same"], figures
+
+
+def test_without_a_glibc_heap_the_loaded_size_is_still_taken(monkeypatch):
+    """macOS has no malloc_trim: the load-time call must still record the loaded size, or
+    the detector's arena would be emptied after every job instead of under the rule."""
+    from worker import heap
+
+    monkeypatch.setattr(heap, "_malloc_trim", lambda: None)
+    monkeypatch.setattr(heap, "_loaded", None)
+    released: list[int] = []
+    assert heap.release_free_memory(force=True) is False  # as warm.init_process calls it
+    assert heap.release_free_memory(release_caches=lambda: released.append(1)) is False
+    assert released == []  # a job that grew the process little empties nothing

@@ -66,15 +66,13 @@ def release_free_memory(
     `release_memory`, which empties the detector's ONNX Runtime arena) runs first, under
     the same rule, also where there is no glibc heap to trim. True if it released any."""
     global _loaded
-    trim = _malloc_trim()
-    if trim is None and release_caches is None:
-        return False
     if not force and _loaded is not None and rss_mb() - _loaded < SLACK_MB:
         return False
+    trim = _malloc_trim()
     if release_caches is not None:
         release_caches()
     if trim is not None:
         trim(0)
     if force or _loaded is None:
-        _loaded = rss_mb()
-    return True
+        _loaded = rss_mb()  # also where nothing could be released, so the rule has a base
+    return trim is not None or release_caches is not None
