@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ocrq.errors import ModelError
+
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 
 
@@ -29,8 +31,6 @@ PRECISIONS = ("auto", "fp32", "int8")
 def check_precision(precision: str) -> None:
     """Refuse a precision outside `PRECISIONS` (one set via OCRQ_PRECISION bypasses the
     CLI's choice list), naming the choices, before any engine loads a model."""
-    from ocrq.errors import ModelError
-
     if precision not in PRECISIONS:
         raise ModelError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
 
