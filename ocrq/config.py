@@ -35,6 +35,20 @@ def check_precision(precision: str) -> None:
         raise ModelError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
 
 
+# What `--small-caps` / OCRQ_SMALL_CAPS accept (ppocr only; models/ppocr/smallcaps.py).
+SMALL_CAPS = ("keep", "lower")
+
+
+def check_small_caps(options: EngineOptions, supported: bool) -> None:
+    """Refuse an unknown `small_caps`, or `lower` on an engine that cannot measure glyphs."""
+    if options.small_caps not in SMALL_CAPS:
+        raise ModelError(
+            f"small caps must be one of {', '.join(SMALL_CAPS)}, not {options.small_caps!r}"
+        )
+    if options.small_caps != "keep" and not supported:
+        raise ModelError(f"--small-caps {options.small_caps} needs the ppocr engine")
+
+
 @dataclass(frozen=True)
 class EngineOptions:
     """Which engine and model a job runs with; part of the dedupe key and stored per result."""
@@ -48,6 +62,10 @@ class EngineOptions:
     batch_size: int = 16  # crops per recognizer call
     max_new_tokens: int = 64  # TrOCR decoding cap
     num_beams: int = 1  # TrOCR beam search width (1 = greedy)
+    # Words printed in small capitals: "keep" them as the capitals the recognizer reads
+    # (how the UW-III and UNLV truths transcribe them) or "lower" them to the letters
+    # they stand for ("The Palace of the King", as book transcriptions write them).
+    small_caps: str = "keep"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,6 +109,7 @@ def settings_from_env(env: dict[str, str] | None = None) -> Settings:
         engine=env.get("OCRQ_ENGINE", EngineOptions.engine),
         model=env.get("OCRQ_MODEL") or None,
         precision=env.get("OCRQ_PRECISION", EngineOptions.precision),
+        small_caps=env.get("OCRQ_SMALL_CAPS", EngineOptions.small_caps),
     )
     roots = tuple(p for p in env.get("OCRQ_INPUT_ROOTS", "").split(os.pathsep) if p)
     limits = InputLimits(

@@ -90,15 +90,17 @@ def process_job(
         return Outcome(job_id, OUTCOME_FAILED, error=reason)
     started = time.perf_counter()
     wanted = EngineOptions.from_dict(job["options"] or {})
-    if (wanted.engine, wanted.model, wanted.precision) != (
+    if (wanted.engine, wanted.model, wanted.precision, wanted.small_caps) != (
         options.engine,
         options.model,
         options.precision,
+        options.small_caps,
     ):
         reason = (
             f"job wants engine {wanted.engine} model {wanted.model or 'default'} "
-            f"({wanted.precision}); this worker runs {options.engine} "
-            f"model {options.model or 'default'} ({options.precision})"
+            f"({wanted.precision}, small caps {wanted.small_caps}); this worker runs "
+            f"{options.engine} model {options.model or 'default'} ({options.precision}, "
+            f"small caps {options.small_caps})"
         )
         store.fail_job(job_id, reason)
         return Outcome(job_id, OUTCOME_FAILED, error=reason)

@@ -67,7 +67,7 @@ class Job(Base):
     path: Mapped[str] = mapped_column(Text)
     sha256: Mapped[str] = mapped_column(String(64))
     size: Mapped[int] = mapped_column(Integer, default=0)
-    # engine:model:precision; same bytes + same model_key = the same result
+    # engine:model:precision[:small-caps-lower]; same bytes + same model_key = the same result
     model_key: Mapped[str] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(16), default=QUEUED, index=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -148,8 +148,11 @@ def _sqlite_pragmas(engine: Engine) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def model_key(engine: str, model: str | None, precision: str) -> str:
-    return f"{engine}:{model or 'default'}:{precision}"
+def model_key(engine: str, model: str | None, precision: str, small_caps: str = "keep") -> str:
+    """What makes two results of the same bytes differ; the default small-caps setting
+    adds nothing, so keys recorded before it existed still match."""
+    key = f"{engine}:{model or 'default'}:{precision}"
+    return key if small_caps == "keep" else f"{key}:small-caps-{small_caps}"
 
 
 class Store:

@@ -11,7 +11,14 @@ from typing import Any
 
 import click
 
-from ocrq.config import PRECISIONS, EngineOptions, Settings, redact_url, settings_from_env
+from ocrq.config import (
+    PRECISIONS,
+    SMALL_CAPS,
+    EngineOptions,
+    Settings,
+    redact_url,
+    settings_from_env,
+)
 from ocrq.errors import OcrqError, UsageError
 
 
@@ -88,6 +95,16 @@ def engine_options(func: Callable) -> Callable:
             help="Model precision (env OCRQ_PRECISION). auto: INT8 for the ppocr engine on "
             "x86 CPUs with VNNI/AMX (as accurate as FP32 there, and faster), else FP32.",
         ),
+        click.option(
+            "--small-caps",
+            envvar="OCRQ_SMALL_CAPS",
+            default="keep",
+            show_default=True,
+            type=click.Choice(SMALL_CAPS),
+            help="Words printed in small capitals (ppocr; env OCRQ_SMALL_CAPS): keep the "
+            "capitals read, or lower them ('The Palace of the King', as books are "
+            "transcribed).",
+        ),
     ]
     return functools.reduce(lambda f, d: d(f), reversed(decorators), func)
 
@@ -120,11 +137,13 @@ def walk_options(func: Callable) -> Callable:
     return functools.reduce(lambda f, d: d(f), reversed(decorators), func)
 
 
-def _settings(db_url: str, engine: str, model: str | None, precision: str) -> Settings:
+def _settings(
+    db_url: str, engine: str, model: str | None, precision: str, small_caps: str
+) -> Settings:
     from dataclasses import replace
 
     base = settings_from_env()
-    options = EngineOptions(engine=engine, model=model, precision=precision)
+    options = EngineOptions(engine=engine, model=model, precision=precision, small_caps=small_caps)
     return replace(base, db_url=db_url, engine=options)
 
 
@@ -156,14 +175,14 @@ def cli() -> None:
 @db_option
 @click.option("--chunk", default=1000, show_default=True, help="Messages per pipelined publish.")
 def submit(
-    paths, patterns, recursive, force, hidden, engine, model, precision, db_url, chunk
+    paths, patterns, recursive, force, hidden, engine, model, precision, small_caps, db_url, chunk
 ) -> None:
     """Walk PATHS, record a job per new image and enqueue it to Redis for the workers."""
     from producer.collect import collect, report_unreadable
     from producer.submit import Enqueuer
     from worker.config import queue_name
 
-    settings = _settings(db_url, engine, model, precision)
+    settings = _settings(db_url, engine, model, precision, small_caps)
     enqueuer = Enqueuer(queue_name(engine), chunk=chunk)
     enqueuer.check_broker()
     store = _store(settings)
@@ -200,7 +219,7 @@ def _plan_and_record(store, settings: Settings, found, force, paths, patterns):
     from producer.submit import plan_jobs, record_jobs
 
     options = settings.engine
-    key = model_key(options.engine, options.model, options.precision)
+    key = model_key(options.engine, options.model, options.precision, options.small_caps)
     plan = plan_jobs(store, found.files, key, force)
     batch_id = store.create_batch(
         [str(p) for p in paths], list(patterns or found.patterns), options.as_dict()
@@ -236,6 +255,7 @@ def run(
     engine,
     model,
     precision,
+    small_caps,
     db_url,
     workers,
     output,
@@ -248,7 +268,7 @@ def run(
     from producer.local import LocalPool
     from worker.threads import allowed_cores
 
-    settings = _settings(db_url, engine, model, precision)
+    settings = _settings(db_url, engine, model, precision, small_caps)
     store = _store(settings)
     found = collect(paths, patterns, recursive, include_hidden=hidden)
     plan, batch_id, to_send = _plan_and_record(store, settings, found, force, paths, patterns)

@@ -43,7 +43,7 @@ def main(jobs: int, broker: str, chunk: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(f"sqlite:///{tmp}/bench.db")
         options = EngineOptions()
-        key = model_key(options.engine, options.model, options.precision)
+        key = model_key(options.engine, options.model, options.precision, options.small_caps)
         files = [HashedFile(f"/bench/{i}.png", f"{i:064x}", 1) for i in range(jobs)]
         started = time.perf_counter()
         plan = plan_jobs(store, files, key, force=False)

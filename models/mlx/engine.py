@@ -20,7 +20,7 @@ from models.base import Engine
 from models.trocr.engine import TrOCRRecognizer, load_tokenizer
 from models.trocr.preprocess import Preprocessor
 from models.trocr.runtime import Decoded
-from ocrq.config import EngineOptions, check_precision
+from ocrq.config import EngineOptions, check_precision, check_small_caps
 from ocrq.errors import ModelError
 
 NAME = "trocr-mlx"
@@ -98,6 +98,7 @@ def _generation_defaults(model_dir: Path) -> dict[str, Any]:
 
 def load(options: EngineOptions, models_dir: Path, threads: int = 1) -> Engine:
     check_precision(options.precision)
+    check_small_caps(options, supported=False)
     if options.precision == "int8":
         raise ModelError(
             f"{NAME} runs the dtype chosen at conversion (convert-mlx --dtype); "

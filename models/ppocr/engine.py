@@ -3,7 +3,7 @@ wheel, run by our own pre/post-processing (models.ppocr.detector / .recognizer).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import onnxruntime as ort
@@ -19,7 +19,7 @@ from models.ppocr.recognizer import (
     allowed_classes,
     charset_from_metadata,
 )
-from ocrq.config import EngineOptions, check_precision
+from ocrq.config import EngineOptions, check_precision, check_small_caps
 from ocrq.errors import ModelError
 
 NAME = "ppocr"
@@ -147,8 +147,13 @@ def load(
 ) -> Engine:
     config = config or PPOCRConfig()
     check_precision(options.precision)
+    check_small_caps(options, supported=True)
     precision = resolve_precision(options.precision)
-    rec_cfg = RecognizerConfig(**{**asdict(config.recognizer), "batch_size": options.batch_size})
+    rec_cfg = replace(
+        config.recognizer,
+        batch_size=options.batch_size,
+        small_caps=config.recognizer.small_caps or options.small_caps == "lower",
+    )
     det_precision = "int8" if precision == "int8" and config.int8_detector else "fp32"
     flush = config.flush_denormals
     detector = load_detector(models_dir, threads, det_precision, config.detector, flush)

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from models.base import TextLine
+from models.ppocr.smallcaps import glyph_ascents, has_capital_pair, lowercase_small_caps
 
 REC_HEIGHT = 48
 WIDTH_STEP = 8  # the network's horizontal stride: one CTC step per 8 input columns
@@ -46,6 +47,9 @@ class RecognizerConfig:
     # Slice the classifier head to the `charset` classes at load (models/ppocr/head.py):
     # same argmax, far less work per CTC step. Off only to measure what it buys.
     narrow_head: bool = True
+    # Lower the capitals of words set in small capitals, measured in the crop
+    # (models/ppocr/smallcaps.py); on with EngineOptions.small_caps == "lower".
+    small_caps: bool = False
 
 
 # Latin letters that on modern print are (almost) only ever misreadings of i, s, l.
@@ -90,16 +94,13 @@ def charset_from_metadata(character: str) -> list[str]:
     return ["", *chars, " "]
 
 
-def ctc_greedy_decode(
-    probs: np.ndarray,
-    charset: Sequence[str],
-    lengths: Sequence[int] | None = None,
-    allowed: np.ndarray | None = None,
-) -> list[TextLine]:
-    """Best path decoding of NxTxC probabilities: argmax per step, collapse repeats, drop
-    blanks (index 0). `allowed` restricts the argmax to those class indices (must include
-    0). Confidence is the mean max-probability of the emitted characters (an empty line
-    gets 0.0: 1.0 would overstate)."""
+def best_path(
+    probs: np.ndarray, lengths: Sequence[int] | None = None, allowed: np.ndarray | None = None
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Best path of NxTxC probabilities: argmax per step, collapse repeats, drop blanks
+    (index 0). Per row: (classes emitted, the steps they were emitted at, their
+    probabilities). `allowed` restricts the argmax to those class indices (must include
+    0); steps at or beyond `lengths[i]` are never emitted."""
     if allowed is not None:
         probs = probs[:, :, allowed]
     best = probs.argmax(axis=2)
@@ -108,17 +109,24 @@ def ctc_greedy_decode(
         best = allowed[best]
     keep = best != 0
     keep[:, 1:] &= best[:, 1:] != best[:, :-1]
-    out = []
-    for i in range(probs.shape[0]):
-        k = keep[i]
-        if lengths is not None:
-            k = k.copy()
-            k[lengths[i] :] = False
-        idx = best[i][k]
-        text = "".join(charset[j] for j in idx)
-        conf = float(best_p[i][k].mean()) if idx.size else 0.0
-        out.append(TextLine(text=text, confidence=conf))
-    return out
+    if lengths is not None:
+        for i, length in enumerate(lengths):
+            keep[i, length:] = False
+    return [(best[i][k], np.nonzero(k)[0], best_p[i][k]) for i, k in enumerate(keep)]
+
+
+def ctc_greedy_decode(
+    probs: np.ndarray,
+    charset: Sequence[str],
+    lengths: Sequence[int] | None = None,
+    allowed: np.ndarray | None = None,
+) -> list[TextLine]:
+    """Best path decoding (`best_path`) to text. Confidence is the mean max-probability of
+    the emitted characters (an empty line gets 0.0: 1.0 would overstate)."""
+    return [
+        TextLine("".join(charset[j] for j in idx), float(p.mean()) if idx.size else 0.0)
+        for idx, _, p in best_path(probs, lengths, allowed)
+    ]
 
 
 def resized_width(h: int, w: int, cfg: RecognizerConfig) -> int:
@@ -191,8 +199,17 @@ class PPOCRRecognizer:
             probs = self.session.run(None, {self._input: batch}, self._run_options)[0]
             # Steps beyond a crop's own width see only padding: never decode them.
             lengths = [int(np.ceil(widths[i] / WIDTH_STEP)) for i in bucket]
-            for i, line in zip(
-                bucket, ctc_greedy_decode(probs, self.charset, lengths, self.allowed), strict=True
-            ):
-                results[i] = line
+            paths = best_path(probs, lengths, self.allowed)
+            for row, (i, (idx, steps, p)) in enumerate(zip(bucket, paths, strict=True)):
+                tokens = [self.charset[j] for j in idx]
+                text = "".join(tokens)
+                if cfg.small_caps and has_capital_pair(text):
+                    text = self._small_caps(text, tokens, steps, batch[row, :, :, : widths[i]])
+                results[i] = TextLine(text, float(p.mean()) if idx.size else 0.0)
         return [r if r is not None else TextLine("", 0.0) for r in results]
+
+    @staticmethod
+    def _small_caps(text: str, tokens: list[str], steps: np.ndarray, crop: np.ndarray) -> str:
+        """`lowercase_small_caps` with each character placed at its token's CTC step."""
+        columns = np.repeat(steps * WIDTH_STEP, [len(t) for t in tokens])
+        return lowercase_small_caps(text, glyph_ascents(crop.mean(axis=0), columns))

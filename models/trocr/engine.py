@@ -17,7 +17,7 @@ import numpy as np
 from models.base import Engine, TextLine
 from models.trocr.preprocess import Preprocessor
 from models.trocr.runtime import Decoded, OnnxTrOCR, TokenIds, beam_search, greedy
-from ocrq.config import EngineOptions, check_precision
+from ocrq.config import EngineOptions, check_precision, check_small_caps
 from ocrq.errors import ModelError
 
 NAME = "trocr-onnx"
@@ -131,6 +131,7 @@ def _warn_if_saturating(name: str, quantization: dict[str, Any]) -> None:
 
 def load(options: EngineOptions, models_dir: Path, threads: int = 1) -> Engine:
     check_precision(options.precision)
+    check_small_caps(options, supported=False)
     if not options.model:
         raise ModelError("engine trocr-onnx needs a model: --model NAME (or OCRQ_MODEL)")
     from models.ppocr import resources

@@ -1,0 +1,129 @@
+"""Small capitals: measured glyph heights (rendered fixtures) and the option end to end
+through the real recognizer (PP-OCRv6 from the rapidocr wheel, real onnxruntime)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from models.ppocr.engine import load
+from models.ppocr.smallcaps import (
+    _baseline,
+    glyph_ascents,
+    has_capital_pair,
+    ink_mask,
+    lowercase_small_caps,
+)
+from models.registry import load_engine
+from ocrq.config import EngineOptions
+from ocrq.errors import ModelError
+from ocrq.storage import model_key
+from tests.fixtures_text import load_font
+
+SERIF = "DejaVuSerif.ttf"
+CAP = 30  # font size of full capitals; small capitals are drawn at 0.72 of it
+
+
+def render_runs(runs: list[tuple[str, bool]], height: int = 48) -> tuple[np.ndarray, list[float]]:
+    """Draw (text, small) runs on one baseline: small runs in capitals at 0.72 size, as
+    small capitals are set. Returns the image and each character's centre column."""
+    image = Image.new("RGB", (2000, height), (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    x, baseline, centres = 12.0, height * 0.75, []
+    for text, small in runs:
+        font = load_font(SERIF, round(CAP * 0.72) if small else CAP)
+        for ch in text.upper() if small else text:
+            width = draw.textlength(ch, font=font)
+            draw.text((x, baseline), ch, font=font, fill=(0, 0, 0), anchor="ls")
+            centres.append(x + width / 2)
+            x += width
+    return np.asarray(image)[:, : int(x) + 12].copy(), centres
+
+
+def test_glyph_ascents_separate_capitals_small_capitals_and_x_height():
+    image, centres = render_runs([("The ", False), ("P", False), ("alace", True)])
+    ascent = glyph_ascents(image.mean(axis=2), np.array(centres))
+    text = "The PALACE"
+    cap = ascent[text.index("T")]
+    small = [ascent[n] for n in range(5, 10)]  # A L A C E
+    assert ascent[text.index("h")] == pytest.approx(cap, abs=2)  # an ascender: cap height
+    assert ascent[text.index("e")] < 0.75 * cap  # x-height
+    assert all(0.6 * cap < a < 0.8 * cap for a in small), (cap, small)
+    assert np.isnan(ascent[3])  # the space: no glyph within reach
+
+
+def test_words_in_small_capitals_are_lowered_and_true_capitals_kept():
+    image, centres = render_runs(
+        [("IV. The ", False), ("P", False), ("alace of the ", True), ("K", False), ("ing", True)]
+    )
+    read = "IV. The PALACE OF THE KING"
+    ascent = glyph_ascents(image.mean(axis=2), np.array(centres))
+    assert lowercase_small_caps(read, ascent) == "IV. The Palace of the King"
+
+
+def test_a_line_in_full_capitals_is_left_alone():
+    image, centres = render_runs([("CHAPTER III. THE KING", False)])
+    read = "CHAPTER III. THE KING"
+    assert lowercase_small_caps(read, glyph_ascents(image.mean(axis=2), np.array(centres))) == read
+
+
+def test_only_lines_with_a_word_of_two_capitals_are_measured():
+    assert has_capital_pair("Mr. EDWIN Landseer") and has_capital_pair("IV.")
+    assert not has_capital_pair("Mr. Edwin Landseer, A. B. Smith")
+
+
+def test_ink_is_the_smaller_class_light_text_on_dark_too():
+    image, _ = render_runs([("Ink", False)])
+    gray = image.mean(axis=2)
+    assert ink_mask(gray).mean() < 0.5
+    assert np.array_equal(ink_mask(255 - gray), ink_mask(gray))
+    assert not ink_mask(np.full((48, 40), 128.0)).any()
+
+
+def test_baseline_follows_a_tilt_and_ignores_descenders_and_the_next_line():
+    centre = np.arange(10, 400, 20, dtype=float)
+    bottom = 30 + 0.02 * centre  # a line tilted by 8 px over its length
+    bottom[[3, 9]] += 9  # descenders (p, g)
+    bottom[5] = 48  # a blob cut by the crop's lower edge: the line below
+    fitted = _baseline(centre, bottom, height=48)
+    clean = [n for n in range(len(centre)) if n not in (3, 5, 9)]
+    assert np.allclose(fitted[clean], 30 + 0.02 * centre[clean], atol=0.5)
+
+
+def test_recognizer_lowers_small_capitals_only_when_asked(tmp_path):
+    image, _ = render_runs(
+        [("Drawn by Mr. ", False), ("E", False), ("dwin ", True), ("L", False), ("andseer", True)]
+    )
+    options = EngineOptions(precision="fp32")
+    kept = load(options, tmp_path).recognizer.recognize([image])[0].text
+    lowered = load(options.with_(small_caps="lower"), tmp_path).recognizer.recognize([image])[0]
+    assert "EDWIN" in kept.upper() and sum(c.isupper() for c in kept) >= 8, kept
+    assert lowered.text.lower() == kept.lower()  # only the case changed
+    assert "Edwin Landseer" in lowered.text, lowered.text
+
+
+def test_small_caps_option_is_checked_and_keyed(tmp_path):
+    with pytest.raises(ModelError, match="small caps must be one of keep, lower"):
+        load_engine(EngineOptions(small_caps="upper"), tmp_path)
+    with pytest.raises(ModelError, match="needs the ppocr engine"):
+        load_engine(EngineOptions(engine="trocr-onnx", small_caps="lower"), tmp_path)
+    assert model_key("ppocr", None, "auto") == model_key("ppocr", None, "auto", "keep")
+    assert model_key("ppocr", None, "auto", "lower") == "ppocr:default:auto:small-caps-lower"
+
+
+def test_a_worker_refuses_a_job_asking_for_the_other_small_caps_setting(tmp_path):
+    from ocrq.config import InputLimits
+    from ocrq.process import process_job
+    from ocrq.storage import FAILED, NewJob, Store
+
+    store = Store(f"sqlite:///{tmp_path / 'results.db'}")
+    wanted = EngineOptions(precision="fp32", small_caps="lower")
+    batch = store.create_batch([], [], wanted.as_dict())
+    key = model_key("ppocr", None, "fp32", "lower")
+    (job_id,) = store.add_jobs(batch, [NewJob("/a.png", "a" * 64, 1)], wanted.as_dict(), key)
+    runs = EngineOptions(precision="fp32")
+    outcome = process_job(store, load(runs, tmp_path), runs, InputLimits(), job_id, "w")
+    job = store.get_job(job_id)
+    assert job["status"] == FAILED and outcome.error == job["error"]
+    assert "small caps lower" in job["error"] and "small caps keep" in job["error"]
