@@ -4,6 +4,7 @@ fonts that ship inside matplotlib (no test data copied from anywhere).
 Stable API used by several test modules:
     render_line(text, height=48, font="DejaVuSans.ttf") -> HxWx3 uint8 RGB
     render_page(lines, height=40, font="DejaVuSans.ttf", width=None) -> HxWx3 uint8 RGB
+    render_runs([(text, small), ...]) -> (HxWx3 uint8 RGB, centre column of each char)
 """
 
 from __future__ import annotations
@@ -79,3 +80,25 @@ def render_page(
         y = margin + spacing * height * i + height / 2
         draw.text((margin, y), text, font=f, fill=(0, 0, 0), anchor="lm")
     return np.asarray(image).copy()
+
+
+SMALL_CAPS_RATIO = 0.72  # small capitals drawn at this share of the capitals' size
+
+
+def render_runs(
+    runs: list[tuple[str, bool]], height: int = 48, font: str = "DejaVuSerif.ttf", cap: int = 30
+) -> tuple[np.ndarray, list[float]]:
+    """Draw (text, small) runs on one baseline: small runs in capitals at
+    SMALL_CAPS_RATIO of the size, as small capitals are set ("Mr. E" + "dwin" small).
+    Returns the image and each character's centre column."""
+    image = Image.new("RGB", (2000, height), (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    x, baseline, centres = 12.0, height * 0.75, []
+    for text, small in runs:
+        face = load_font(font, round(cap * SMALL_CAPS_RATIO) if small else cap)
+        for ch in text.upper() if small else text:
+            width = draw.textlength(ch, font=face)
+            draw.text((x, baseline), ch, font=face, fill=(0, 0, 0), anchor="ls")
+            centres.append(x + width / 2)
+            x += width
+    return np.asarray(image)[:, : int(x) + 12].copy(), centres

@@ -25,7 +25,7 @@ from producer.bench.evalsets import (
 from producer.bench.pool import run_pool
 from producer.bench.report import Row, add_ratios, format_table, percentile
 from producer.bench.runners import parse_runner, parse_tsv, ppocr_config
-from tests.fixtures_text import render_line, render_page
+from tests.fixtures_text import render_line, render_page, render_runs
 
 PAGE_TEXTS = [
     ["Invoice 2024-118", "Total due 1,234.50 EUR"],
@@ -237,3 +237,23 @@ def test_bench_refuses_a_folder_without_truth(tmp_path):
     result = CliRunner().invoke(bench, [str(tmp_path / "empty"), "-r", "tesseract"])
     assert result.exit_code == UsageError.exit_code
     assert "gt.txt" in result.output
+
+
+BYLINE = [("Drawn by Mr. ", False), ("E", False), ("dwin ", True), ("L", False), ("andseer", True)]
+
+
+def test_bench_small_caps_setting_reaches_our_engine(tmp_path):
+    image, _ = render_runs(BYLINE)
+    _save(image, tmp_path / "book" / "byline.png", "Drawn by Mr. Edwin Landseer")
+    cer = {}
+    for setting in ("keep", "lower"):
+        out = tmp_path / f"{setting}.json"
+        args = [str(tmp_path / "book"), "-r", "ours-fp32@1", "--small-caps", setting]
+        result = CliRunner().invoke(
+            bench, args + ["--json", str(out), "--models-dir", str(tmp_path)]
+        )
+        assert result.exit_code == 0, result.output
+        data = json.loads(out.read_text())
+        assert data["meta"]["small_caps"] == setting
+        cer[setting] = data["rows"][0]["cer"]
+    assert cer["lower"] == 0.0 and cer["keep"] > 0.2, cer  # 12 letters read as capitals

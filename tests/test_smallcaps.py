@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
 
 from models.ppocr.engine import load
 from models.ppocr.smallcaps import (
@@ -19,26 +18,7 @@ from models.registry import load_engine
 from ocrq.config import EngineOptions
 from ocrq.errors import ModelError
 from ocrq.storage import model_key
-from tests.fixtures_text import load_font
-
-SERIF = "DejaVuSerif.ttf"
-CAP = 30  # font size of full capitals; small capitals are drawn at 0.72 of it
-
-
-def render_runs(runs: list[tuple[str, bool]], height: int = 48) -> tuple[np.ndarray, list[float]]:
-    """Draw (text, small) runs on one baseline: small runs in capitals at 0.72 size, as
-    small capitals are set. Returns the image and each character's centre column."""
-    image = Image.new("RGB", (2000, height), (255, 255, 255))
-    draw = ImageDraw.Draw(image)
-    x, baseline, centres = 12.0, height * 0.75, []
-    for text, small in runs:
-        font = load_font(SERIF, round(CAP * 0.72) if small else CAP)
-        for ch in text.upper() if small else text:
-            width = draw.textlength(ch, font=font)
-            draw.text((x, baseline), ch, font=font, fill=(0, 0, 0), anchor="ls")
-            centres.append(x + width / 2)
-            x += width
-    return np.asarray(image)[:, : int(x) + 12].copy(), centres
+from tests.fixtures_text import SMALL_CAPS_RATIO, render_runs
 
 
 def test_glyph_ascents_separate_capitals_small_capitals_and_x_height():
@@ -49,7 +29,7 @@ def test_glyph_ascents_separate_capitals_small_capitals_and_x_height():
     small = [ascent[n] for n in range(5, 10)]  # A L A C E
     assert ascent[text.index("h")] == pytest.approx(cap, abs=2)  # an ascender: cap height
     assert ascent[text.index("e")] < 0.75 * cap  # x-height
-    assert all(0.6 * cap < a < 0.8 * cap for a in small), (cap, small)
+    assert all(abs(a / cap - SMALL_CAPS_RATIO) < 0.08 for a in small), (cap, small)
     assert np.isnan(ascent[3])  # the space: no glyph within reach
 
 

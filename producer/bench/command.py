@@ -12,11 +12,13 @@ from __future__ import annotations
 import platform
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import click
 
 from models.cpu import cpu_model, int8_needs_reduce_range
+from ocrq.config import SMALL_CAPS
 from ocrq.errors import OcrqError
 from producer.bench.evalsets import EvalSet, discover
 from producer.bench.pool import PoolResult, allowed_cores, run_pool
@@ -81,6 +83,14 @@ FOOTNOTE = (
     help="Tesseract executable.",
 )
 @click.option(
+    "--small-caps",
+    type=click.Choice(SMALL_CAPS),
+    default="keep",
+    show_default=True,
+    help="Our engine's (ours-*, queue) small capitals setting, as `ocrq run --small-caps`: "
+    "score each set by its own transcription convention.",
+)
+@click.option(
     "--warmup/--no-warmup",
     default=True,
     show_default=True,
@@ -89,31 +99,65 @@ FOOTNOTE = (
 )
 @click.pass_context
 def bench(
-    ctx, folders, runners, limit, json_path, chart, workers, models_dir, tesseract_cmd, warmup
+    ctx,
+    folders,
+    runners,
+    limit,
+    json_path,
+    chart,
+    workers,
+    models_dir,
+    tesseract_cmd,
+    small_caps,
+    warmup,
 ):
     """Score engines and peers on FOLDERs of images with NAME.gt.txt beside each."""
     try:
         _bench(
-            folders, runners, limit, json_path, chart, workers, models_dir, tesseract_cmd, warmup
+            folders,
+            runners,
+            limit,
+            json_path,
+            chart,
+            workers,
+            models_dir,
+            tesseract_cmd,
+            small_caps,
+            warmup,
         )
     except OcrqError as exc:
         click.secho(f"error: {exc}", fg="red", err=True)
         ctx.exit(exc.exit_code)
 
 
-def _bench(folders, runners, limit, json_path, chart, workers, models_dir, tesseract_cmd, warmup):
+def _bench(
+    folders,
+    runners,
+    limit,
+    json_path,
+    chart,
+    workers,
+    models_dir,
+    tesseract_cmd,
+    small_caps,
+    warmup,
+):
     from ocrq.config import settings_from_env
     from ocrq.errors import UsageError
 
     if workers < 1:
         raise UsageError("--workers must be at least 1")
     models_dir = Path(models_dir or settings_from_env().models_dir)
-    specs = [parse_runner(label, workers) for label in (runners or DEFAULT_RUNNERS)]
+    specs = [
+        replace(parse_runner(label, workers), small_caps=small_caps)
+        for label in (runners or DEFAULT_RUNNERS)
+    ]
     sets = discover(folders, limit or None)
     click.echo(
         "sets: "
         + ", ".join(f"{s.name} ({len(s.items)})" for s in sets)
-        + f"; runners: {', '.join(s.label for s in specs)}; cores {allowed_cores()}",
+        + f"; runners: {', '.join(s.label for s in specs)}; cores {allowed_cores()}"
+        + f"; small caps {small_caps}",
         err=True,
     )
     started = time.time()
@@ -122,7 +166,9 @@ def _bench(folders, runners, limit, json_path, chart, workers, models_dir, tesse
     items: list[dict] = []
     for key in dict.fromkeys((s.precision, s.overrides) for s in specs if s.kind != "rapidocr"):
         if any(s.kind in ("ours", "queue") and (s.precision, s.overrides) == key for s in specs):
-            _prepare(RunnerSpec(f"ours-{key[0]}", "ours", key[0], 1, key[1]), models_dir)
+            _prepare(
+                RunnerSpec(f"ours-{key[0]}", "ours", key[0], 1, key[1], small_caps), models_dir
+            )
     for evalset in sets:
         for spec in specs:
             scored = _run_one(spec, evalset, models_dir, tesseract_cmd, warmup)
@@ -139,7 +185,8 @@ def _bench(folders, runners, limit, json_path, chart, workers, models_dir, tesse
             f"at end, on {len(allowed_cores())} cores: compare figures within this run only."
         )
     meta = _meta(folders, specs, limit, workers, models_dir, started)
-    meta.update(warmup=warmup, loadavg_start=load_before, loadavg_end=load_after)
+    meta.update(warmup=warmup, small_caps=small_caps)
+    meta.update(loadavg_start=load_before, loadavg_end=load_after)
     if json_path:
         write_json(json_path, rows, items, meta)
         click.echo(f"wrote {json_path}")
@@ -166,7 +213,11 @@ def _run_one(
         from producer.bench.queue import run_queue
 
         result: PoolResult = run_queue(
-            [i.image for i in evalset.items], spec.processes, spec.precision, models_dir
+            [i.image for i in evalset.items],
+            spec.processes,
+            spec.precision,
+            models_dir,
+            small_caps=spec.small_caps,
         )
     else:
         line = evalset.conventions.line_images

@@ -40,6 +40,7 @@ def run_queue(
     precision: str,
     models_dir: Path,
     *,
+    small_caps: str = "keep",
     timeout: float = 3600.0,
 ) -> PoolResult:
     """OCR `images` through `ocrq run --workers N`; results in the order of `images`."""
@@ -53,6 +54,7 @@ def run_queue(
         # must be made absolute here, in the caller's directory
         cmd = [sys.executable, "-m", "producer.cli", "run", *(os.path.abspath(i) for i in images)]
         cmd += ["--db", db_url, "--workers", str(workers), "--precision", precision]
+        cmd += ["--small-caps", small_caps]
         cmd += ["--engine", "ppocr", "--no-recursive", "-o", str(export), "--format", "json"]
         env = {
             **os.environ,

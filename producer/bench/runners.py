@@ -39,6 +39,7 @@ class RunnerSpec:
     precision: str = "auto"  # our engine's precision (ours, queue)
     processes: int = 2  # pinned processes (queue: workers)
     overrides: str = ""  # our engine's settings, "detector.max_side=1600;use_angle_cls=1"
+    small_caps: str = "keep"  # our engine's EngineOptions.small_caps (ours, queue)
 
 
 @dataclass
@@ -129,7 +130,7 @@ def unavailable(spec: RunnerSpec, tesseract_cmd: str = "tesseract") -> str | Non
 def make_reader(spec: RunnerSpec, models_dir: str, tesseract_cmd: str = "tesseract") -> Reader:
     """Load the runner once in this process (the warm state) and return its reader."""
     if spec.kind == "ours":
-        return _ours(spec.precision, Path(models_dir), spec.overrides)
+        return _ours(spec.precision, Path(models_dir), spec.overrides, spec.small_caps)
     if spec.kind == "rapidocr":
         return _rapidocr()
     if spec.kind == "tesseract":
@@ -144,12 +145,14 @@ def _pages(path: Path) -> list:
     return load_pages(path, InputLimits())
 
 
-def _ours(precision: str, models_dir: Path, overrides: str = "") -> Reader:
+def _ours(
+    precision: str, models_dir: Path, overrides: str = "", small_caps: str = "keep"
+) -> Reader:
     from models.page import page_text, read_page
     from models.registry import load_engine
     from ocrq.config import EngineOptions
 
-    options = EngineOptions(engine="ppocr", precision=precision)
+    options = EngineOptions(engine="ppocr", precision=precision, small_caps=small_caps)
     if overrides:  # a variant of the engine's settings
         from models.ppocr.engine import load
 
