@@ -98,33 +98,10 @@ FOOTNOTE = (
     "(the queue runner runs as users run it, without one).",
 )
 @click.pass_context
-def bench(
-    ctx,
-    folders,
-    runners,
-    limit,
-    json_path,
-    chart,
-    workers,
-    models_dir,
-    tesseract_cmd,
-    small_caps,
-    warmup,
-):
+def bench(ctx, **options) -> None:
     """Score engines and peers on FOLDERs of images with NAME.gt.txt beside each."""
     try:
-        _bench(
-            folders,
-            runners,
-            limit,
-            json_path,
-            chart,
-            workers,
-            models_dir,
-            tesseract_cmd,
-            small_caps,
-            warmup,
-        )
+        _bench(**options)
     except OcrqError as exc:
         click.secho(f"error: {exc}", fg="red", err=True)
         ctx.exit(exc.exit_code)
