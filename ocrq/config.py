@@ -62,9 +62,10 @@ class EngineOptions:
     batch_size: int = 16  # crops per recognizer call
     max_new_tokens: int = 64  # TrOCR decoding cap
     num_beams: int = 1  # TrOCR beam search width (1 = greedy)
-    # Words printed in small capitals: "keep" them as the capitals the recognizer reads
-    # (how the UW-III and UNLV truths transcribe them) or "lower" them to the letters
-    # they stand for ("The Palace of the King", as book transcriptions write them).
+    # Words printed in small capitals: "keep" them in capitals (how the UW-III and UNLV
+    # truths transcribe them; the recognizer's mixed case, "KInNEY", is made whole) or
+    # "lower" them to the letters they stand for ("The Palace of the King", as book
+    # transcriptions write them).
     small_caps: str = "keep"
 
     def as_dict(self) -> dict[str, Any]:

@@ -152,7 +152,7 @@ def load(
     rec_cfg = replace(
         config.recognizer,
         batch_size=options.batch_size,
-        small_caps=config.recognizer.small_caps or options.small_caps == "lower",
+        small_caps="lower" if options.small_caps == "lower" else config.recognizer.small_caps,
     )
     det_precision = "int8" if precision == "int8" and config.int8_detector else "fp32"
     flush = config.flush_denormals

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from models.base import TextLine
-from models.ppocr.smallcaps import glyph_ascents, has_capital_pair, lowercase_small_caps
+from models.ppocr.smallcaps import glyph_ascents, has_capital_pair, recase_small_caps
 
 REC_HEIGHT = 48
 WIDTH_STEP = 8  # the network's horizontal stride: one CTC step per 8 input columns
@@ -47,9 +47,10 @@ class RecognizerConfig:
     # Slice the classifier head to the `charset` classes at load (models/ppocr/head.py):
     # same argmax, far less work per CTC step. Off only to measure what it buys.
     narrow_head: bool = True
-    # Lower the capitals of words set in small capitals, measured in the crop
-    # (models/ppocr/smallcaps.py); on with EngineOptions.small_caps == "lower".
-    small_caps: bool = False
+    # Words set in small capitals, measured in the crop (models/ppocr/smallcaps.py):
+    # "capitals" writes them in capitals (not the mixed case read), "lower" in lower case
+    # after the first letter (EngineOptions.small_caps == "lower"), "off" as read.
+    small_caps: str = "capitals"
 
 
 # Latin letters that on modern print are (almost) only ever misreadings of i, s, l.
@@ -203,13 +204,13 @@ class PPOCRRecognizer:
             for row, (i, (idx, steps, p)) in enumerate(zip(bucket, paths, strict=True)):
                 tokens = [self.charset[j] for j in idx]
                 text = "".join(tokens)
-                if cfg.small_caps and has_capital_pair(text):
+                if cfg.small_caps != "off" and has_capital_pair(text):
                     text = self._small_caps(text, tokens, steps, batch[row, :, :, : widths[i]])
                 results[i] = TextLine(text, float(p.mean()) if idx.size else 0.0)
         return [r if r is not None else TextLine("", 0.0) for r in results]
 
-    @staticmethod
-    def _small_caps(text: str, tokens: list[str], steps: np.ndarray, crop: np.ndarray) -> str:
-        """`lowercase_small_caps` with each character placed at its token's CTC step."""
+    def _small_caps(self, text: str, tokens: list[str], steps: np.ndarray, crop) -> str:
+        """`recase_small_caps` with each character placed at its token's CTC step."""
         columns = np.repeat(steps * WIDTH_STEP, [len(t) for t in tokens])
-        return lowercase_small_caps(text, glyph_ascents(crop.mean(axis=0), columns))
+        ascent = glyph_ascents(crop.mean(axis=0), columns)
+        return recase_small_caps(text, ascent, lower=self.config.small_caps == "lower")

@@ -1,11 +1,12 @@
-"""Small capitals read back as lower case, by measuring each glyph in the line crop.
+"""Small capitals written in one case, by measuring each glyph in the line crop.
 
 Books set names, headings and first words in small capitals: "THE PALACE OF THE KING",
 where only T, P, K are full capitals and the rest are capital shapes at about x-height.
-Typographically they are lower-case letters drawn as capitals (OpenType `smcp`), and
-transcriptions write them so ("The Palace of the King"). The recognizer cannot tell them
-apart, since it sees a crop scaled to a fixed height with no page context, and emits
-capitals: on the oldbooks eval set that was 0.45 CER points, the largest error class.
+Typographically they are lower-case letters drawn as capitals (OpenType `smcp`); book
+transcriptions write them so ("The Palace of the King"), others (UW-III, UNLV) in
+capitals. The recognizer sees a crop scaled to a fixed height with no page context: it
+reads them as capitals, or in mixed case ("KInNEY"). On the oldbooks eval set that was
+0.45 CER points, the largest error class.
 
 The glyphs' heights settle it. A CTC step s lies over input column 8 s (measured: of
 13,000 ascender and x-height letters on oldbooks, 2 % were misclassified by height at
@@ -98,12 +99,14 @@ def _cap_height(text: str, ascent: np.ndarray) -> float | None:
     return float(np.percentile(tall, 75)) if tall else None
 
 
-def lowercase_small_caps(text: str, ascent: np.ndarray) -> str:
-    """`text` with the capitals of small-capital words lowered. `ascent[n]` is character
-    n's measured ascent (NaN: not measured). A word counts as small capitals when the
-    median ascent of its capitals, the first letter aside, is below SMALL_RATIO of the
-    line's capital height; then its capitals are lowered, the first letter only if it is
-    that short too (small-capital "of", "the" inside a heading)."""
+def recase_small_caps(text: str, ascent: np.ndarray, lower: bool) -> str:
+    """`text` with its small-capital words in one case. `ascent[n]` is character n's
+    measured ascent (NaN: not measured). A word with two capitals counts as small
+    capitals when the median ascent of its capitals, the first letter aside, is below
+    SMALL_RATIO of the line's capital height. `lower`: its capitals are lowered, the first
+    letter only if it is that short too (small-capital "of", "the" inside a heading).
+    Otherwise the whole word is written in capitals: the recognizer reads small capitals
+    in mixed case ("MopED", "KInNEY"), which no transcription wants."""
     cap = _cap_height(text, ascent)
     if cap is None:
         return text
@@ -114,6 +117,9 @@ def lowercase_small_caps(text: str, ascent: np.ndarray) -> str:
             continue
         inner = [ascent[n] for n in caps if n != word.start() and np.isfinite(ascent[n])]
         if not inner or np.median(inner) >= SMALL_RATIO * cap:
+            continue
+        if not lower:
+            chars[word.start() : word.end()] = word.group().upper()
             continue
         for n in caps:
             # Letters after the first follow the word (kerned capitals can touch and be
