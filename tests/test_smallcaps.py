@@ -43,6 +43,10 @@ def test_words_in_small_capitals_are_lowered_and_true_capitals_kept():
     # the mixed case the recognizer reads in small capitals is made whole for `keep`
     mixed = "IV. The PAlACE OF THE KING"
     assert recase_small_caps(mixed, ascent, lower=False) == read
+    # one character for one: a letter whose capital is two ("ß" -> "SS") stays as read
+    assert recase_small_caps("IV. The PAßACE OF THE KING", ascent, lower=False) == (
+        "IV. The PAßACE OF THE KING"
+    )
 
 
 def test_a_line_in_full_capitals_is_left_alone():

@@ -119,7 +119,9 @@ def recase_small_caps(text: str, ascent: np.ndarray, lower: bool) -> str:
         if not inner or np.median(inner) >= SMALL_RATIO * cap:
             continue
         if not lower:
-            chars[word.start() : word.end()] = word.group().upper()
+            # per letter, one for one: "ß".upper() is "SS", which would shift the rest
+            for n in range(word.start(), word.end()):
+                chars[n] = text[n].upper() if len(text[n].upper()) == 1 else text[n]
             continue
         for n in caps:
             # Letters after the first follow the word (kerned capitals can touch and be
