@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     JSON,
@@ -37,6 +37,9 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+if TYPE_CHECKING:
+    from ocrq.config import EngineOptions
 
 from ocrq.config import redact_url
 from ocrq.errors import DatabaseUnavailable
@@ -153,6 +156,12 @@ def model_key(engine: str, model: str | None, precision: str, small_caps: str = 
     adds nothing, so keys recorded before it existed still match."""
     key = f"{engine}:{model or 'default'}:{precision}"
     return key if small_caps == "keep" else f"{key}:small-caps-{small_caps}"
+
+
+def options_key(options: EngineOptions) -> str:
+    """`model_key` of the engine options a job is recorded with: the one place that says
+    which of them make results differ."""
+    return model_key(options.engine, options.model, options.precision, options.small_caps)
 
 
 class Store:

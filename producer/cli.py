@@ -215,11 +215,11 @@ def _store(settings: Settings):
 
 
 def _plan_and_record(store, settings: Settings, found, force, paths, patterns):
-    from ocrq.storage import model_key
+    from ocrq.storage import options_key
     from producer.submit import plan_jobs, record_jobs
 
     options = settings.engine
-    key = model_key(options.engine, options.model, options.precision, options.small_caps)
+    key = options_key(options)
     plan = plan_jobs(store, found.files, key, force)
     batch_id = store.create_batch(
         [str(p) for p in paths], list(patterns or found.patterns), options.as_dict()

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from ocrq.config import EngineOptions
-from ocrq.storage import DONE, DUPLICATE, FAILED, QUEUED, NewJob, Store, model_key
+from ocrq.storage import DONE, DUPLICATE, FAILED, QUEUED, NewJob, Store, options_key
 
 Progress = Callable[[int], None]
 
@@ -86,7 +86,7 @@ def plan_jobs(store: Store, files: Sequence[HashedFile], key: str, force: bool) 
 
 def record_jobs(store: Store, batch_id: int, plan: Plan, options: EngineOptions) -> list[int]:
     """Insert the plan's jobs; returns the ids of the ones to enqueue (new first, resends)."""
-    key = model_key(options.engine, options.model, options.precision, options.small_caps)
+    key = options_key(options)
     originals = [j for j in plan.new_jobs if j.status == QUEUED or j.duplicate_of is not None]
     ids = store.add_jobs(batch_id, originals, options.as_dict(), key) if originals else []
     by_sha = {j.sha256: i for j, i in zip(originals, ids, strict=True) if j.status == QUEUED}

@@ -26,7 +26,7 @@ def main(jobs: int, broker: str, chunk: int) -> None:
     import redis
 
     from ocrq.config import EngineOptions
-    from ocrq.storage import Store, model_key
+    from ocrq.storage import Store, options_key
     from producer.submit import (
         Enqueuer,
         HashedFile,
@@ -43,7 +43,7 @@ def main(jobs: int, broker: str, chunk: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(f"sqlite:///{tmp}/bench.db")
         options = EngineOptions()
-        key = model_key(options.engine, options.model, options.precision, options.small_caps)
+        key = options_key(options)
         files = [HashedFile(f"/bench/{i}.png", f"{i:064x}", 1) for i in range(jobs)]
         started = time.perf_counter()
         plan = plan_jobs(store, files, key, force=False)

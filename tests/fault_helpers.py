@@ -23,7 +23,7 @@ import psutil
 from queue_helpers import REPO, start_worker, stop_worker
 
 from ocrq.config import EngineOptions
-from ocrq.storage import DONE, DUPLICATE, FAILED, NewJob, Store, encode_path, model_key
+from ocrq.storage import DONE, DUPLICATE, FAILED, NewJob, Store, encode_path, options_key
 
 QUEUE = "ocrq.ppocr"
 FINAL = (DONE, FAILED, DUPLICATE)
@@ -213,7 +213,7 @@ def add_jobs(db_url: str, paths: Sequence[str | os.PathLike]) -> tuple[Store, li
             size = 0
         sha = hashlib.sha256(raw).hexdigest()  # unique per path: no dedupe in these tests
         jobs.append(NewJob(encode_path(os.fsdecode(p)), sha, size))
-    key = model_key(options.engine, options.model, options.precision)
+    key = options_key(options)
     ids = store.add_jobs(batch, jobs, options.as_dict(), key)
     return store, ids
 

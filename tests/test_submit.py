@@ -6,12 +6,12 @@ import base64
 import json
 
 from ocrq.config import EngineOptions
-from ocrq.storage import DONE, DUPLICATE, QUEUED, Store, model_key
+from ocrq.storage import DONE, DUPLICATE, QUEUED, Store, options_key
 from producer.submit import Enqueuer, HashedFile, plan_jobs, record_jobs
 from worker.config import queue_name
 
 OPTS = EngineOptions(precision="fp32")
-KEY = model_key(OPTS.engine, OPTS.model, OPTS.precision)
+KEY = options_key(OPTS)
 
 
 def _files(*specs: tuple[str, str]) -> list[HashedFile]:
