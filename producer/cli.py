@@ -101,9 +101,9 @@ def engine_options(func: Callable) -> Callable:
             default="keep",
             show_default=True,
             type=click.Choice(SMALL_CAPS),
-            help="Words printed in small capitals (ppocr; env OCRQ_SMALL_CAPS): keep the "
-            "capitals read, or lower them ('The Palace of the King', as books are "
-            "transcribed).",
+            help="Words printed in small capitals (ppocr; env OCRQ_SMALL_CAPS): keep them "
+            "in capitals ('KINNEY', not the mixed case read), or lower them ('The Palace "
+            "of the King', as books are transcribed).",
         ),
     ]
     return functools.reduce(lambda f, d: d(f), reversed(decorators), func)
