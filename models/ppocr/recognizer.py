@@ -122,12 +122,17 @@ def ctc_greedy_decode(
     lengths: Sequence[int] | None = None,
     allowed: np.ndarray | None = None,
 ) -> list[TextLine]:
-    """Best path decoding (`best_path`) to text. Confidence is the mean max-probability of
-    the emitted characters (an empty line gets 0.0: 1.0 would overstate)."""
+    """Best path decoding (`best_path`) to text, with `confidence`."""
     return [
-        TextLine("".join(charset[j] for j in idx), float(p.mean()) if idx.size else 0.0)
+        TextLine("".join(charset[j] for j in idx), confidence(p))
         for idx, _, p in best_path(probs, lengths, allowed)
     ]
+
+
+def confidence(emitted: np.ndarray) -> float:
+    """A line's confidence: the mean max-probability of its emitted characters (an empty
+    line gets 0.0: 1.0 would overstate)."""
+    return float(emitted.mean()) if emitted.size else 0.0
 
 
 def resized_width(h: int, w: int, cfg: RecognizerConfig) -> int:
@@ -206,7 +211,7 @@ class PPOCRRecognizer:
                 text = "".join(tokens)
                 if cfg.small_caps != "off" and has_capital_pair(text):
                     text = self._small_caps(text, tokens, steps, batch[row, :, :, : widths[i]])
-                results[i] = TextLine(text, float(p.mean()) if idx.size else 0.0)
+                results[i] = TextLine(text, confidence(p))
         return [r if r is not None else TextLine("", 0.0) for r in results]
 
     def _small_caps(self, text: str, tokens: list[str], steps: np.ndarray, crop) -> str:
