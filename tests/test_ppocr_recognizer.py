@@ -83,13 +83,21 @@ def test_width_buckets_column_cap_splits_long_lines_only():
 
 def test_build_batch_shape_padding_and_normalization():
     crops = [np.zeros((24, 50, 3), np.uint8), np.full((48, 200, 3), 255, np.uint8)]
-    cfg = RecognizerConfig(right_pad=0)
+    cfg = RecognizerConfig(right_pad=0, width_scale=1.0)
     widths = [resized_width(c.shape[0], c.shape[1], cfg) for c in crops]
     assert widths == [100, 200]
     batch = build_batch(crops, widths, cfg)
     assert batch.shape == (2, 3, REC_HEIGHT, 200)
     assert np.all(batch[0, :, :, :100] == -1.0) and np.all(batch[0, :, :, 100:] == 0.0)
     assert np.all(batch[1] == 1.0)
+
+
+def test_resized_width_narrows_by_width_scale_then_clamps():
+    assert resized_width(24, 100, RecognizerConfig(width_scale=1.0)) == 200
+    assert resized_width(24, 100, RecognizerConfig(width_scale=0.85)) == 170
+    assert resized_width(24, 100, RecognizerConfig()) == 170  # the default narrows
+    assert resized_width(10, 5000, RecognizerConfig(width_scale=0.85, max_width=3200)) == 3200
+    assert resized_width(480, 1, RecognizerConfig()) == 1
 
 
 def test_build_batch_right_pad_adds_grey_columns_rounded_to_stride():
