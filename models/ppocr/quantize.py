@@ -19,6 +19,14 @@ Method per graph (measured with scripts/eval_engine.py, see the engine's report)
   book pages 1.22 -> 1.15 % against 1.13 %), and the recognizer ran faster, not slower:
   ORT's FP32 depthwise kernel beats its QLinearConv one. With 7-bit weights (CPUs without
   VNNI) receipts still read at 3.41 %.
+- tried and not kept (Intel Xeon with AVX-512 VNNI and AMX, side by side on the eval
+  sets): folding each convolution's bias `Add` into the Conv before quantizing (ORT fuses
+  them in FP32 but not across Q/DQ) made the recognizer 1.13x faster but quantized each
+  output over its per-channel bias offsets: CER tesseract_test 1.22 -> 1.47 %, receipts
+  3.19 -> 3.44 %. Quantizing Add, Mul and Concat too was slower and less accurate. Keeping
+  the stem and first stage FP32 read closer to FP32 but no faster, and its CER was higher
+  on every page set (tesseract_test 1.21 -> 1.26 %, books 1.12 -> 1.16 %, receipts 3.26
+  -> 3.39 %).
 """
 
 from __future__ import annotations
