@@ -56,8 +56,8 @@ class RecognizerConfig:
     # well, and its work is proportional to width. Measured side by side on all four eval
     # sets (scripts/eval_engine.py, one core), CER % at 1.0 -> 0.85: INT8 (VNNI CPU) lines
     # 0.59 -> 0.59, tesseract_test 1.22 -> 1.21, oldbooks 1.21 -> 1.12, receipts 3.19 ->
-    # 3.26; FP32 0.59 -> 0.56, 1.29 -> 1.32, 1.19 -> 1.13, 3.15 -> 3.19; pages 1.08-1.13x
-    # faster. At 0.8 and below receipts lost more (INT8 3.33 %, 0.75: 3.51 %).
+    # 3.26; FP32 0.59 -> 0.56, 1.29 -> 1.32, 1.19 -> 1.13, 3.15 -> 3.19; pages 1.08-1.18x
+    # faster. At 0.8 INT8 lost more on receipts (3.33 %) and book pages (1.18 %).
     width_scale: float = 0.85
 
 
