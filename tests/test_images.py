@@ -247,3 +247,18 @@ def test_soft_time_limit_during_decoding_is_not_a_bad_image(tmp_path, monkeypatc
     monkeypatch.setattr(PILImage.Image, "load", interrupted)
     with pytest.raises(TimeLimitInterrupt):
         load_pages(path, InputLimits())
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "1"])
+def test_pages_copied_out_in_strips_match_pillow(monkeypatch, mode):
+    """Several strips (one not full) must land exactly where Pillow has the pixels."""
+    import ocrq.images
+
+    rng = np.random.default_rng(7)
+    pixels = rng.integers(0, 256, size=(37, 23, 3), dtype=np.uint8)
+    im = Image.fromarray(pixels).convert(mode)
+    monkeypatch.setattr(ocrq.images, "STRIP_BYTES", 23 * 3 * 5)  # 5 RGB rows per strip
+    page = ocrq.images.to_rgb_array(im)
+    want = np.asarray(im.convert("RGB"))
+    assert page.flags.writeable and page.flags.c_contiguous
+    np.testing.assert_array_equal(page, want)
