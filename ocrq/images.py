@@ -317,8 +317,14 @@ def iter_decoded(data: bytes, limits: InputLimits) -> Iterator[np.ndarray]:
         )
     with _open(data) as im:
         fmt = im.format or "image"
-        for i in range(_page_count(im, fmt, data, limits)):
-            yield _page(im, i, fmt, data, limits)
+        count = _page_count(im, fmt, data, limits)
+        for i in range(count):
+            page = _page(im, i, fmt, data, limits)
+            if i == count - 1:
+                # Pillow's copy of the page would otherwise live on while the caller
+                # reads ours: +100 MB through a whole job for a 35-Mpx receipt scan.
+                im.close()
+            yield page
 
 
 def decode_pages(data: bytes, limits: InputLimits) -> list[np.ndarray]:

@@ -262,3 +262,22 @@ def test_pages_copied_out_in_strips_match_pillow(monkeypatch, mode):
     want = np.asarray(im.convert("RGB"))
     assert page.flags.writeable and page.flags.c_contiguous
     np.testing.assert_array_equal(page, want)
+
+
+def test_pillow_page_is_released_before_the_last_page_is_read(monkeypatch):
+    """The caller reads the last page while Pillow's raster is already gone (a large scan
+    is then in memory once, not twice); earlier TIFF pages still need the open file."""
+    from ocrq.images import iter_decoded
+
+    frames = [Image.new("L", (40, 30), shade) for shade in (0, 128, 255)]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="TIFF", save_all=True, append_images=frames[1:])
+    closed: list[int] = []
+    close = Image.Image.close
+    monkeypatch.setattr(Image.Image, "close", lambda im: (closed.append(1), close(im))[1])
+    pages = iter_decoded(buf.getvalue(), LIMITS)
+    shades = []
+    for page in pages:
+        shades.append(int(page[0, 0, 0]))
+        assert bool(closed) == (len(shades) == 3), shades
+    assert shades == [0, 128, 255]
