@@ -9,9 +9,9 @@ import pytest
 
 from models.base import Region
 from models.page import page_text, read_page
-from models.ppocr.detector import DetectorConfig, target_size
+from models.ppocr.detector import DetectorConfig, resize_ratio, target_size
 from models.ppocr.engine import PPOCRConfig, load
-from models.ppocr.scales import fine_side
+from models.ppocr.scales import fine_side, text_window
 from ocrq.config import EngineOptions
 from ocrq.scoring import cer
 from tests.fixtures_text import SAMPLE_LINES, render_page
@@ -49,13 +49,14 @@ def engines():
 
 
 def _sides(engine, image) -> list[int]:
-    """Long sides the detector ran at (a spy on the real detector's passes)."""
+    """Scales of the detector's passes, as the long side the whole page had at each (a
+    spy on the real detector; a pass over a window of the page counts at its scale)."""
     seen: list[int] = []
     detector = engine.detector
     original = detector.detect_at
 
     def spy(img, cfg):
-        seen.append(cfg.max_side)
+        seen.append(round(resize_ratio(*img.shape[:2], cfg) * max(image.shape[:2])))
         return original(img, cfg)
 
     detector.detect_at = spy
@@ -89,3 +90,39 @@ def test_line_strips_and_small_images_take_one_pass(engines):
     small = _page(30, (900, 700))
     assert len(_sides(two_pass, small)) == 1
     assert two_pass.detector.config.probe_side == 1024
+
+
+def test_text_window_grows_the_boxes_by_median_heights_and_skips_small_savings():
+    boxes = [_box(h) for h in (10, 20, 30)]  # x 0..100, y 0..h; median height 20
+    shifted = [Region(tuple((x + 500, y + 400) for x, y in b.quad), b.score) for b in boxes]
+    assert text_window(2000, 1000, shifted, 2.0) == (460, 360, 641, 471)
+    assert text_window(2000, 1000, shifted, 0.0) is None  # off
+    assert text_window(2000, 1000, [], 2.0) is None  # nothing seen
+    assert text_window(60, 110, boxes, 2.0) is None  # the window would be the whole page
+
+
+def test_fine_pass_reads_only_the_window_around_the_text(engines):
+    """Small print in one part of a large blank page: the full-scale pass reads a window
+    around it, not the page, and its boxes come back in page pixels."""
+    _, two_pass = engines
+    image = np.full((2600, 2000, 3), 255, dtype=np.uint8)
+    image[300:1100, 200:1200] = _page(22, (800, 1000))
+    shapes: list[tuple[int, int]] = []
+    detector = two_pass.detector
+    original = detector.detect_at
+
+    def spy(img, cfg):
+        shapes.append(img.shape[:2])
+        return original(img, cfg)
+
+    detector.detect_at = spy
+    try:
+        pairs = read_page(two_pass, image)
+    finally:
+        del detector.detect_at
+    assert shapes[0] == (2600, 2000) and len(shapes) == 2
+    assert shapes[1][0] * shapes[1][1] < 0.3 * 2600 * 2000, shapes
+    assert cer(page_text(pairs), "\n".join(SAMPLE_LINES[:4])) <= 0.02
+    for region, _ in pairs:
+        x0, y0, x1, y1 = region.bbox
+        assert x0 >= 200 and x1 <= 1200 and y0 >= 300 and y1 <= 1100, region.bbox

@@ -41,6 +41,11 @@ class DetectorConfig:
     # The fine pass's scale puts the page's median text box at this height (detector
     # pixels), never above max_side; if that is near the probe's, the probe is the answer.
     text_height: float = 32.0
+    # When the probe's text fills at most half of the image (scales.WORTH_CROPPING), the
+    # second pass reads only a window around it, grown by this many median text heights
+    # on every side (0 = always the whole image): a large background costs detector time
+    # and memory in proportion to its area and holds nothing to read.
+    crop_margin: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -54,14 +59,20 @@ class DetInput:
     orig_shape: tuple[int, int]  # (h, w) of the original image
 
 
-def target_size(h: int, w: int, cfg: DetectorConfig, upscale: bool = True) -> tuple[int, int]:
-    """(h, w) of the network input for an image of h x w, multiples of 32. `upscale=False`
-    skips the short-side minimum (a padded text-line strip is read at native scale)."""
+def resize_ratio(h: int, w: int, cfg: DetectorConfig, upscale: bool = True) -> float:
+    """Scale from image to network input before rounding to multiples of 32."""
     ratio = 1.0
     if upscale and min(h, w) < cfg.min_side:
         ratio = cfg.min_side / min(h, w)
     if max(h, w) * ratio > cfg.max_side:
         ratio = cfg.max_side / max(h, w)
+    return ratio
+
+
+def target_size(h: int, w: int, cfg: DetectorConfig, upscale: bool = True) -> tuple[int, int]:
+    """(h, w) of the network input for an image of h x w, multiples of 32. `upscale=False`
+    skips the short-side minimum (a padded text-line strip is read at native scale)."""
+    ratio = resize_ratio(h, w, cfg, upscale)
     th = max(32, int(round(h * ratio / 32)) * 32)
     tw = max(32, int(round(w * ratio / 32)) * 32)
     return th, tw
