@@ -22,8 +22,8 @@ from models.base import Quad, Region
 class DetectorConfig:
     # Resize policy: scale so the long side is at most `max_side` and the short side at
     # least `min_side` (the long side cap wins), then round each side to a multiple of 32.
-    min_side: int = 736
-    max_side: int = 2000
+    min_side: float = 736
+    max_side: float = 2000  # float: a window of the page (scales.py) is read at its scale
     # Wide, short images (a single text line) are padded top and bottom to at most this
     # width:height ratio, so the detector sees the line with context as on a page.
     max_aspect: float = 16.0
