@@ -71,7 +71,7 @@ def test_large_print_is_read_at_a_smaller_scale_with_the_same_text(engines):
     single, two_pass = engines
     image = _page(90, (2600, 2000))  # big type: the full 2000-px pass is not needed
     sides = _sides(two_pass, image)
-    assert sides[0] == 1024 and len(sides) <= 2 and sides[-1] < 2000 * 0.85
+    assert sides[0] == 896 and len(sides) <= 2 and sides[-1] < 2000 * 0.85
     expected = "\n".join(SAMPLE_LINES[:4])
     assert cer(page_text(read_page(two_pass, image)), expected) <= 0.02
     assert cer(page_text(read_page(single, image)), expected) <= 0.02
@@ -80,7 +80,7 @@ def test_large_print_is_read_at_a_smaller_scale_with_the_same_text(engines):
 def test_small_print_keeps_the_full_scale(engines):
     _, two_pass = engines
     image = _page(22, (2600, 2000))
-    assert _sides(two_pass, image) == [1024, 2000]
+    assert _sides(two_pass, image) == [896, 2000]
 
 
 def test_line_strips_and_small_images_take_one_pass(engines):
@@ -89,7 +89,7 @@ def test_line_strips_and_small_images_take_one_pass(engines):
     assert len(_sides(two_pass, strip)) == 1
     small = _page(30, (900, 700))
     assert len(_sides(two_pass, small)) == 1
-    assert two_pass.detector.config.probe_side == 1024
+    assert two_pass.detector.config.probe_side == 896
 
 
 def test_text_window_grows_the_boxes_by_median_heights_and_skips_small_savings():
