@@ -48,23 +48,30 @@ def engines():
     return single, load(fp32, Path("."))  # two passes are the default
 
 
-def _sides(engine, image) -> list[int]:
-    """Scales of the detector's passes, as the long side the whole page had at each (a
-    spy on the real detector; a pass over a window of the page counts at its scale)."""
-    seen: list[int] = []
+def _passes(engine, image) -> tuple[list[tuple[tuple[int, int], DetectorConfig]], list]:
+    """Read a page with a spy on the real detector's passes: ((h, w) of the image each
+    pass read, its config) in order, and the page's (region, text) pairs."""
+    passes: list[tuple[tuple[int, int], DetectorConfig]] = []
     detector = engine.detector
     original = detector.detect_at
 
     def spy(img, cfg):
-        seen.append(round(resize_ratio(*img.shape[:2], cfg) * max(image.shape[:2])))
+        passes.append((img.shape[:2], cfg))
         return original(img, cfg)
 
     detector.detect_at = spy
     try:
-        read_page(engine, image)
+        pairs = read_page(engine, image)
     finally:
         del detector.detect_at
-    return seen
+    return passes, pairs
+
+
+def _sides(engine, image) -> list[int]:
+    """Scales of the detector's passes, as the long side the whole page had at each (a
+    pass over a window of the page counts at its scale)."""
+    passes, _ = _passes(engine, image)
+    return [round(resize_ratio(*shape, cfg) * max(image.shape[:2])) for shape, cfg in passes]
 
 
 def test_large_print_is_read_at_a_smaller_scale_with_the_same_text(engines):
@@ -107,19 +114,8 @@ def test_fine_pass_reads_only_the_window_around_the_text(engines):
     _, two_pass = engines
     image = np.full((2600, 2000, 3), 255, dtype=np.uint8)
     image[300:1100, 200:1200] = _page(22, (800, 1000))
-    shapes: list[tuple[int, int]] = []
-    detector = two_pass.detector
-    original = detector.detect_at
-
-    def spy(img, cfg):
-        shapes.append(img.shape[:2])
-        return original(img, cfg)
-
-    detector.detect_at = spy
-    try:
-        pairs = read_page(two_pass, image)
-    finally:
-        del detector.detect_at
+    passes, pairs = _passes(two_pass, image)
+    shapes = [shape for shape, _ in passes]
     assert shapes[0] == (2600, 2000) and len(shapes) == 2
     assert shapes[1][0] * shapes[1][1] < 0.3 * 2600 * 2000, shapes
     assert cer(page_text(pairs), "\n".join(SAMPLE_LINES[:4])) <= 0.02

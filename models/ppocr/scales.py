@@ -92,10 +92,10 @@ def text_window(
     or None when that leaves too little of the page out to be worth a crop."""
     if not coarse or margin <= 0:
         return None
-    quads = np.array([r.quad for r in coarse], dtype=np.float64).reshape(-1, 2)
+    boxes = np.array([r.bbox for r in coarse], dtype=np.float64)
     pad = margin * float(np.median([_height(r) for r in coarse]))
-    x0, y0 = (max(0, int(v - pad)) for v in quads.min(axis=0))
-    x1, y1 = int(min(w, quads[:, 0].max() + pad + 1)), int(min(h, quads[:, 1].max() + pad + 1))
+    x0, y0 = (max(0, int(v - pad)) for v in boxes[:, :2].min(axis=0))
+    x1, y1 = int(min(w, boxes[:, 2].max() + pad + 1)), int(min(h, boxes[:, 3].max() + pad + 1))
     if (x1 - x0) * (y1 - y0) > WORTH_CROPPING * h * w:
         return None
     return x0, y0, x1, y1
