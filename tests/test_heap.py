@@ -102,8 +102,10 @@ def test_the_detector_arena_is_emptied_with_the_trim_and_reads_the_same_after():
         from models.ppocr.engine import load_detector
         from tests.fixtures_text import SAMPLE_LINES, render_page
 
-        # The whole page, not a window around its text: the arena must hold a page.
-        detector = load_detector(Path("."), threads=1, config=DetectorConfig(crop_margin=0))
+        # The whole page, not a window around its text nor in bands: the arena must
+        # hold a page.
+        config = DetectorConfig(crop_margin=0, band_above=0)
+        detector = load_detector(Path("."), threads=1, config=config)
         page = render_page(SAMPLE_LINES * 10, height=40, width=2200)
         release_free_memory(force=True)
         before = [r.quad for r in detector.detect(page)]

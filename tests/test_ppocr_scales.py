@@ -53,17 +53,17 @@ def _passes(engine, image) -> tuple[list[tuple[tuple[int, int], DetectorConfig]]
     pass read, its config) in order, and the page's (region, text) pairs."""
     passes: list[tuple[tuple[int, int], DetectorConfig]] = []
     detector = engine.detector
-    original = detector.detect_at
+    original = detector.detect_measuring  # every pass, the probe's included, runs it
 
-    def spy(img, cfg):
+    def spy(img, cfg, page_means=None):
         passes.append((img.shape[:2], cfg))
-        return original(img, cfg)
+        return original(img, cfg, page_means)
 
-    detector.detect_at = spy
+    detector.detect_measuring = spy
     try:
         pairs = read_page(engine, image)
     finally:
-        del detector.detect_at
+        del detector.detect_measuring
     return passes, pairs
 
 

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from models.base import Quad, Region
+from models.ppocr import pools
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,13 @@ class DetectorConfig:
     # on every side (0 = always the whole image): a large background costs detector time
     # and memory in proportion to its area and holds nothing to read.
     crop_margin: float = 2.0
+    # A fine pass whose input has more pixels than this is read in bands of `band_rows`
+    # rows, each with `band_halo` rows of context above and below, using the probe's
+    # pool statistics (models/ppocr/pools.py); 0 = never. 1.2 Mpx: small-print pages
+    # (UNLV, 3 Mpx) and most book pages are banded, receipts (at most 1.06 Mpx here) not.
+    band_above: float = 1.2e6
+    band_rows: int = 256
+    band_halo: int = 64
 
 
 @dataclass(frozen=True)
@@ -199,22 +207,50 @@ def to_regions(boxes: list[tuple[np.ndarray, float]], det_in: DetInput) -> list[
 
 
 class PPOCRDetector:
-    """`Detector` over one ORT session; `detect(image) -> list[Region]` (unordered)."""
+    """`Detector` over one ORT session; `detect(image) -> list[Region]` (unordered).
+
+    A session opened with `pools.expose_pools` applied can read large inputs in bands
+    (`probability_map` with the page's pool means); any other reads them whole."""
 
     def __init__(self, session, config: DetectorConfig | None = None, run_options=None) -> None:
         self.session = session
         self.config = config or DetectorConfig()
         self._input = session.get_inputs()[0].name
         self._run_options = run_options
+        self._pools = pools.pool_count([i.name for i in session.get_inputs()])
+        self._outputs = [session.get_outputs()[0].name]
+        self._outputs += [pools.mean_name(i) for i in range(self._pools)]
 
     def release_memory(self) -> None:
         """Give back the arena memory the largest page so far needed (`load_detector`)."""
         from models.onnx_session import shrink_arena
 
-        shrink_arena(self.session, {self._input: np.zeros((1, 3, 32, 32), dtype=np.float32)})
+        tiny = np.zeros((1, 3, 32, 32), dtype=np.float32)
+        shrink_arena(self.session, {self._input: tiny, **pools.own_means_feed(self._pools)})
 
-    def probability_map(self, det_in: DetInput) -> np.ndarray:
-        return self.session.run(None, {self._input: det_in.tensor}, self._run_options)[0][0, 0]
+    def _run(self, tensor: np.ndarray, page_means: list | None) -> tuple[np.ndarray, list]:
+        if page_means is None:
+            feed = pools.own_means_feed(self._pools)
+        else:
+            feed = pools.given_means_feed(page_means)
+        outs = self.session.run(self._outputs, {self._input: tensor, **feed}, self._run_options)
+        return outs[0][0, 0], outs[1:]
+
+    def probability_map(
+        self, det_in: DetInput, page_means: list | None = None, cfg: DetectorConfig | None = None
+    ) -> tuple[np.ndarray, list]:
+        """The text probability map and the pools' means over this input. With the page's
+        means from an earlier pass, an input above `band_above` pixels is read in bands."""
+        tensor = det_in.tensor
+        rows, cols = tensor.shape[2:]
+        cfg = cfg or self.config
+        if page_means is None or not self._pools or not 0 < cfg.band_above < rows * cols:
+            return self._run(tensor, None)
+        prob = np.empty((rows, cols), dtype=np.float32)
+        for lo, hi, keep_lo, keep_hi in pools.bands(rows, cfg.band_rows, cfg.band_halo):
+            band, _ = self._run(np.ascontiguousarray(tensor[:, :, lo:hi]), page_means)
+            prob[keep_lo:keep_hi] = band[keep_lo - lo : keep_hi - lo]
+        return prob, page_means
 
     def detect(self, image: np.ndarray) -> list[Region]:
         if image.ndim != 3 or image.shape[0] < 2 or image.shape[1] < 2:
@@ -225,8 +261,16 @@ class PPOCRDetector:
             return detect_two_pass(self, image)
         return self.detect_at(image, self.config)
 
-    def detect_at(self, image: np.ndarray, cfg: DetectorConfig) -> list[Region]:
+    def detect_at(
+        self, image: np.ndarray, cfg: DetectorConfig, page_means: list | None = None
+    ) -> list[Region]:
         """One pass with `cfg`'s resize policy (and its thresholds)."""
+        return self.detect_measuring(image, cfg, page_means)[0]
+
+    def detect_measuring(
+        self, image: np.ndarray, cfg: DetectorConfig, page_means: list | None = None
+    ) -> tuple[list[Region], list]:
+        """`detect_at`, plus the pools' means over this pass (for a later banded pass)."""
         det_in = preprocess(image, cfg)
-        prob = self.probability_map(det_in)
-        return to_regions(db_postprocess(prob, cfg), det_in)
+        prob, means = self.probability_map(det_in, page_means, cfg)
+        return to_regions(db_postprocess(prob, cfg), det_in), means

@@ -13,6 +13,7 @@ from models.onnx_session import GraphEdit, open_session
 from models.ppocr import resources
 from models.ppocr.detector import DetectorConfig, PPOCRDetector
 from models.ppocr.head import narrow_classifier
+from models.ppocr.pools import expose_pools
 from models.ppocr.recognizer import (
     PPOCRRecognizer,
     RecognizerConfig,
@@ -105,7 +106,10 @@ def load_detector(
     # (arena off) cost 1.09-1.20x in s/page per eval set, for the same boxes (measured side
     # by side; the recognizer, one small crop per run, gained under 2 %). The arena keeps
     # what the largest page needed until `PPOCRDetector.release_memory` hands it back.
-    session = open_session(path, threads, flush_denormals=flush_denormals, mem_pattern=False)
+    # Its pools are exposed (models/ppocr/pools.py) so a large fine pass can run in bands.
+    session = open_session(
+        path, threads, flush_denormals=flush_denormals, mem_pattern=False, edit=expose_pools
+    )
     return PPOCRDetector(session, config)
 
 

@@ -56,29 +56,32 @@ def detect_two_pass(detector, image: np.ndarray) -> list[Region]:
     if vertical_pad(h, w, cfg) or full <= cfg.probe_side * CLOSE_ENOUGH:
         return detector.detect_at(image, cfg)  # a line strip, or small enough already
     probe_cfg = replace(cfg, max_side=cfg.probe_side)
-    coarse = detector.detect_at(image, probe_cfg)
+    coarse, page_means = detector.detect_measuring(image, probe_cfg)
     side = fine_side(h, w, coarse, cfg, full)
     if side >= full * WORTH_SHRINKING:
-        return detect_window(detector, image, coarse, cfg)
+        return detect_window(detector, image, coarse, cfg, page_means)
     if side <= max(target_size(h, w, probe_cfg)) * CLOSE_ENOUGH:
         return coarse
-    return detect_window(detector, image, coarse, replace(cfg, max_side=side))
+    return detect_window(detector, image, coarse, replace(cfg, max_side=side), page_means)
 
 
-def detect_window(detector, image: np.ndarray, coarse: list[Region], cfg: DetectorConfig):
+def detect_window(
+    detector, image: np.ndarray, coarse: list[Region], cfg: DetectorConfig, page_means=None
+):
     """The fine pass at the scale `cfg` gives the whole page, over the window around the
-    probe's text only (`text_window`); boxes come back in page pixels."""
+    probe's text only (`text_window`); boxes come back in page pixels. `page_means`, the
+    probe's pool statistics, let a large fine pass run in bands (`models/ppocr/pools.py`)."""
     h, w = image.shape[:2]
     window = text_window(h, w, coarse, cfg.crop_margin)
     if window is None:
-        return detector.detect_at(image, cfg)
+        return detector.detect_at(image, cfg, page_means)
     x0, y0, x1, y1 = window
     ch, cw = y1 - y0, x1 - x0
     if vertical_pad(ch, cw, cfg):  # a window around one line: the page's pass reads it
-        return detector.detect_at(image, cfg)
+        return detector.detect_at(image, cfg, page_means)
     ratio = resize_ratio(h, w, cfg)
     window_cfg = replace(cfg, min_side=ratio * min(ch, cw), max_side=ratio * max(ch, cw))
-    regions = detector.detect_at(image[y0:y1, x0:x1], window_cfg)
+    regions = detector.detect_at(image[y0:y1, x0:x1], window_cfg, page_means)
     return [
         Region(quad=tuple((x + x0, y + y0) for x, y in r.quad), score=r.score)  # type: ignore[arg-type]
         for r in regions

@@ -1,0 +1,105 @@
+"""Banded detection: the detector's pools exposed, a large fine pass read in row bands
+with the probe's pool statistics (models/ppocr/pools.py)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.onnx_session import open_session
+from models.page import page_text, read_page
+from models.ppocr import pools, resources
+from models.ppocr.detector import DetectorConfig, PPOCRDetector, preprocess
+from models.ppocr.engine import PPOCRConfig, load
+from ocrq.config import EngineOptions
+from ocrq.scoring import cer
+from tests.fixtures_text import SAMPLE_LINES, render_page
+
+FP32 = EngineOptions(precision="fp32")
+
+
+def test_bands_cover_every_row_once_with_context_on_the_stride_grid():
+    spans = pools.bands(1984, 256, 64)
+    kept = [row for _, _, lo, hi in spans for row in range(lo, hi)]
+    assert kept == list(range(1984))  # each row kept by exactly one band
+    for read_lo, read_hi, lo, hi in spans:
+        assert read_lo == max(0, lo - 64) and read_hi == min(1984, hi + 64)
+        assert read_lo % 32 == 0 and lo % 32 == 0
+    assert len(spans) == 8
+    assert pools.bands(100, 250, 40)[0] == (0, 100, 0, 100)  # rounded to 224 rows, 32 halo
+    assert [s[2] for s in pools.bands(500, 250, 40)] == [0, 224, 448]
+
+
+LINE = " ".join(SAMPLE_LINES)
+# Page rows of the lines: the fine pass reads the page at 1984/2600 of its size, so band
+# edges (every 256 input rows) fall at page rows 335, 671, 1006, 1342, 1677, ...
+LINE_TOPS = (120, 655, 990, 1330, 1665, 2420)
+
+
+@pytest.fixture(scope="module")
+def small_print() -> np.ndarray:
+    """2600x2000 with 28-px lines from top to bottom, several across band edges: the
+    whole page is read at full scale (1984x1536)."""
+    strip = render_page([LINE], height=28, margin=12)[:, :1900]
+    out = np.full((2600, 2000, 3), 255, dtype=np.uint8)
+    for top in LINE_TOPS:
+        out[top : top + strip.shape[0], 40 : 40 + strip.shape[1]] = strip
+    return out
+
+
+def test_exposed_pools_leave_the_probability_map_bit_identical(small_print):
+    engine = load(FP32, Path("."))
+    exposed = engine.detector
+    plain = PPOCRDetector(open_session(resources.model_path(resources.DET_FILE), 1))
+    det_in = preprocess(small_print[:900, :1200], DetectorConfig())
+    prob, means = exposed.probability_map(det_in)
+    plain_prob, plain_means = plain.probability_map(det_in)
+    np.testing.assert_array_equal(prob, plain_prob)
+    assert plain_means == [] and len(means) == 13  # 5 backbone SE gates, 8 in the neck
+    assert all(m.shape[0] == 1 and m.shape[2:] == (1, 1) for m in means)
+    assert prob.max() > 0.9  # it found text
+
+
+def _runs(detector) -> list[tuple[int, bool]]:
+    """Spy on the detector's session runs: (input rows, given the page's means)."""
+    runs: list[tuple[int, bool]] = []
+    original = detector._run
+
+    def spy(tensor, page_means):
+        runs.append((tensor.shape[2], page_means is not None))
+        return original(tensor, page_means)
+
+    detector._run = spy
+    return runs
+
+
+def test_a_large_fine_pass_runs_in_bands_and_reads_the_same_text(small_print):
+    banded = load(FP32, Path("."))
+    whole = load(FP32, Path("."), config=PPOCRConfig(DetectorConfig(band_above=0)))
+    runs = _runs(banded.detector)
+    banded_text = page_text(read_page(banded, small_print))
+    whole_runs = _runs(whole.detector)
+    whole_text = page_text(read_page(whole, small_print))
+    probe, *fine = runs
+    assert probe == (896, False)  # the probe reads the page whole, measuring its pools
+    assert len(fine) == 8 and all(given for _, given in fine)
+    assert max(rows for rows, _ in fine) == 256 + 2 * 64
+    assert whole_runs == [(896, False), (1984, False)]
+    assert cer(whole_text, "\n".join([LINE] * len(LINE_TOPS))) <= 0.02
+    assert cer(banded_text, whole_text) <= 0.01
+
+
+def test_passes_at_or_below_the_threshold_and_single_passes_read_whole(small_print):
+    engine = load(FP32, Path("."))
+    detector = engine.detector
+    runs = _runs(detector)
+    detector.detect_at(small_print, detector.config)  # no page means: whole, however big
+    assert runs == [(1984, False)]
+    cfg = replace(detector.config, band_above=1984 * 1536)
+    _, means = detector.detect_measuring(small_print[:900, :1200], DetectorConfig())
+    runs.clear()
+    detector.detect_at(small_print, cfg, means)  # given means, but not above the threshold
+    assert runs == [(1984, False)]
