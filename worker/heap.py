@@ -4,8 +4,8 @@ it has read.
 
 glibc's malloc keeps freed memory for reuse, and after a large block is freed it raises
 its mmap threshold, so later large tensors come from the heap and stay mapped; the
-detector's ONNX Runtime arena likewise keeps what the largest page so far needed, and is
-emptied under the same rule, just before the trim. Measured with scripts/memory_curve.py
+detector's ONNX Runtime arena likewise keeps what the largest page so far needed (it is
+emptied after every job, below). Measured with scripts/memory_curve.py
 over the same 90 pages (lines, receipts, book pages): RSS between pages 261-321 MB without a
 trim, 184-196 MB with one after each page.
 
@@ -18,8 +18,14 @@ more than `SLACK_MB` above its loaded size. With 128 MB, 22 of the first 25 page
 memory_curve's mix were trimmed for; with 192 MB, RSS between jobs stays under loaded +
 192 MB (about 370 MB for PP-OCR, under the 400 MB a worker is meant to stay below) and
 only the pages that would have left more pay: 6 trims in 1,000 pages, 244-358 MB between
-pages. Since the detector keeps its arena, nearly every receipt or book page leaves more
-than that: 84 trims in the same 1,000 pages, 186-366 MB between pages (FP32, AVX2 CPU).
+pages. The detector's arena, which keeps what the largest page needed, is emptied after
+every job (one 32x32 run), not under the rule: a job's arena blocks, sized for its own
+page (bands of a book page, a receipt's window), were evidently not all reused by the
+next page's differently sized tensors, so successive pages added up inside the slack. Same 1,000 pages of
+scripts/memory_curve.py side by side (FP32, AVX2 EPYC, banded detection, 2026-11-30):
+emptied under the rule, 86 trims, 188-365 MB between pages, 589 MB high-water; emptied
+after every job, 8 trims, 291-340 MB, 518 MB high-water, in the same time (573 and 581 s,
+run at once on the two cores).
 """
 
 from __future__ import annotations
@@ -60,19 +66,20 @@ def rss_mb() -> float:
 def release_free_memory(
     force: bool = False, release_caches: Callable[[], None] | None = None
 ) -> bool:
-    """Return free heap pages to the OS (glibc `malloc_trim(0)`) if the process is
-    `SLACK_MB` above its loaded size, or always with `force`, which also takes the loaded
-    size (call it once the warm state is loaded). `release_caches` (an engine's
-    `release_memory`, which empties the detector's ONNX Runtime arena) runs first, under
-    the same rule, also where there is no glibc heap to trim. True if it released any."""
+    """After a job: run `release_caches` (an engine's `release_memory`, which empties the
+    detector's ONNX Runtime arena: one tiny run), then return free heap pages to the OS
+    (glibc `malloc_trim(0)`) if the process is `SLACK_MB` above its loaded size, or always
+    with `force`, which also takes the loaded size (call it once the warm state is
+    loaded). True if the heap was trimmed (or would have been, where there is no glibc
+    heap)."""
     global _loaded
+    if release_caches is not None:
+        release_caches()
     if not force and _loaded is not None and rss_mb() - _loaded < SLACK_MB:
         return False
     trim = _malloc_trim()
-    if release_caches is not None:
-        release_caches()
     if trim is not None:
         trim(0)
     if force or _loaded is None:
         _loaded = rss_mb()  # also where nothing could be released, so the rule has a base
-    return trim is not None or release_caches is not None
+    return trim is not None or not force
