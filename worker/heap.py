@@ -18,14 +18,13 @@ more than `SLACK_MB` above its loaded size. With 128 MB, 22 of the first 25 page
 memory_curve's mix were trimmed for; with 192 MB, RSS between jobs stays under loaded +
 192 MB (about 370 MB for PP-OCR, under the 400 MB a worker is meant to stay below) and
 only the pages that would have left more pay: 6 trims in 1,000 pages, 244-358 MB between
-pages. The detector's arena, which keeps what the largest page needed, is emptied after
-every job (one 32x32 run), not under the rule: a job's arena blocks, sized for its own
-page (bands of a book page, a receipt's window), were evidently not all reused by the
-next page's differently sized tensors, so successive pages added up inside the slack. Same 1,000 pages of
-scripts/memory_curve.py side by side (FP32, AVX2 EPYC, banded detection, 2026-11-30):
-emptied under the rule, 86 trims, 188-365 MB between pages, 589 MB high-water; emptied
-after every job, 8 trims, 291-340 MB, 518 MB high-water, in the same time (573 and 581 s,
-run at once on the two cores).
+pages. The detector's arena is emptied after every job (one 32x32 run), not under the
+rule. Side by side over the same 1,000 pages of scripts/memory_curve.py (FP32, AVX2 EPYC,
+banded detection, 2026-11-30, both cores at once): emptied under the rule, 86 trims,
+188-365 MB between pages, 589 MB high-water; emptied after every job, 8 trims, 291-340
+MB between pages, 518 MB high-water, in the same time (573 and 581 s). With it emptied
+after every job, a 96 MB slack did not lower the high-water (498 against 504 MB over 400
+pages, with 63 trims against 4): that mark is reached inside the largest pages.
 """
 
 from __future__ import annotations
@@ -70,8 +69,7 @@ def release_free_memory(
     detector's ONNX Runtime arena: one tiny run), then return free heap pages to the OS
     (glibc `malloc_trim(0)`) if the process is `SLACK_MB` above its loaded size, or always
     with `force`, which also takes the loaded size (call it once the warm state is
-    loaded). True if the heap was trimmed (or would have been, where there is no glibc
-    heap)."""
+    loaded). True if the heap was trimmed (never where there is no glibc heap)."""
     global _loaded
     if release_caches is not None:
         release_caches()
@@ -82,4 +80,4 @@ def release_free_memory(
         trim(0)
     if force or _loaded is None:
         _loaded = rss_mb()  # also where nothing could be released, so the rule has a base
-    return trim is not None or not force
+    return trim is not None

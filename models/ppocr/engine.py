@@ -105,7 +105,8 @@ def load_detector(
     # page's activations are a few large blocks, and allocating them fresh on every run
     # (arena off) cost 1.09-1.20x in s/page per eval set, for the same boxes (measured side
     # by side; the recognizer, one small crop per run, gained under 2 %). The arena keeps
-    # what the largest page needed until `PPOCRDetector.release_memory` hands it back.
+    # what the page needed until `PPOCRDetector.release_memory` hands it back after the
+    # job (worker/heap.py).
     # Its pools are exposed (models/ppocr/pools.py) so a large fine pass can run in bands.
     session = open_session(
         path, threads, flush_denormals=flush_denormals, mem_pattern=False, edit=expose_pools
