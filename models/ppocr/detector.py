@@ -220,19 +220,17 @@ class PPOCRDetector:
         self._pools = pools.pool_count([i.name for i in session.get_inputs()])
         self._outputs = [session.get_outputs()[0].name]
         self._outputs += [pools.mean_name(i) for i in range(self._pools)]
+        self._own_means = pools.own_means_feed(self._pools)  # the same for every whole pass
 
     def release_memory(self) -> None:
-        """Give back the arena memory the largest page so far needed (`load_detector`)."""
+        """Give back the arena memory the pages since the last call needed (`load_detector`)."""
         from models.onnx_session import shrink_arena
 
         tiny = np.zeros((1, 3, 32, 32), dtype=np.float32)
-        shrink_arena(self.session, {self._input: tiny, **pools.own_means_feed(self._pools)})
+        shrink_arena(self.session, {self._input: tiny, **self._own_means})
 
     def _run(self, tensor: np.ndarray, page_means: list | None) -> tuple[np.ndarray, list]:
-        if page_means is None:
-            feed = pools.own_means_feed(self._pools)
-        else:
-            feed = pools.given_means_feed(page_means)
+        feed = self._own_means if page_means is None else pools.given_means_feed(page_means)
         outs = self.session.run(self._outputs, {self._input: tensor, **feed}, self._run_options)
         return outs[0][0, 0], outs[1:]
 
