@@ -124,7 +124,7 @@ def test_requeue_lost_finds_a_message_taken_off_the_queue_and_never_recorded(tmp
         assert not nothing_can_be_lost(store, redis.url, queue_name)  # 5 messages, 6 jobs
         assert broker_job_ids(redis.url, enqueuer.queue) == set(ids[1:])
         assert requeue_lost(store, enqueuer, grace_seconds=3600) == []  # too recent to judge
-        assert requeue_lost(store, enqueuer, grace_seconds=0) == [ids[0]]
+        assert requeue_lost(store, enqueuer, grace_seconds=0, recheck_after=0.5) == [ids[0]]
         assert redis.queue_length() == 6
         assert nothing_can_be_lost(store, redis.url, queue_name)
         worker = Worker(db_url, redis.url, tmp_path / "worker.log", concurrency=2)
@@ -166,5 +166,38 @@ def test_worker_resends_lost_messages_by_itself(tmp_path):
         print_row("a lost message re-sent by the worker's periodic check", result)
         assert result.done == 4 and not result.lost and result.duplicated == 0, result
         assert set(result.attempts.values()) == {1}
+    finally:
+        redis.stop()
+
+
+def test_a_message_in_transit_is_not_sent_twice(tmp_path):
+    """The race CI hit: the checking worker's own BRPOP took a message off the queue and
+    its event loop had not recorded it as unacked yet. One check sees it missing; the
+    next, after kombu recorded it, must not publish a second copy. A message still
+    missing at the second check is sent again, once."""
+    import json
+
+    from fault_helpers import submit
+
+    from producer.submit import LostMessageCheck
+
+    db_url = f"sqlite:///{tmp_path / 'results.db'}"
+    redis = RedisServer(tmp_path)
+    try:
+        ids = submit(db_url, redis.url, sorted(write_pages(tmp_path / "scans", 3)))
+        queue = queue_name("ppocr")
+        store = Store(db_url, create=False)
+        check = LostMessageCheck(Enqueuer(queue, broker_url=redis.url), grace_seconds=0)
+        with redis.client() as client:
+            in_transit = client.rpop(queue)  # job ids[0], popped and not yet recorded
+            client.rpop(queue)  # job ids[1], popped by a worker killed right then
+        assert check.run(store) == []  # both only suspected so far
+        assert check.suspects == {ids[0], ids[1]}
+        with redis.client() as client:  # kombu's QoS.append lands the first one
+            client.hset("unacked", "tag-0", json.dumps([json.loads(in_transit), "", queue]))
+        assert check.run(store) == [ids[1]]
+        assert redis.queue_length() == 2 and redis.unacked() == 1  # no second copy of ids[0]
+        assert check.run(store) == [] and check.suspects == set()
+        store.dispose()
     finally:
         redis.stop()

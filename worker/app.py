@@ -65,7 +65,8 @@ class RequeueLost(bootsteps.StartStopStep):
     """Every OCRQ_RECONCILE_INTERVAL seconds (default 300; 0 turns it off) the worker's
     main process publishes again the jobs whose message vanished from Redis (kombu takes
     a message off the queue before recording it as unacked: a worker killed in between
-    loses it; the soak test lost 2 of 3,000 under repeated kill -9). Runs on the worker's
+    loses it; the soak test lost 2 of 3,000 under repeated kill -9), once a job was
+    missing in two rounds in a row (see LostMessageCheck). Runs on the worker's
     own timer in its event loop, so no thread is alive when the pool forks a child."""
 
     requires = {"celery.worker.components:Timer"}
@@ -75,6 +76,7 @@ class RequeueLost(bootsteps.StartStopStep):
         self.interval = float(os.environ.get("OCRQ_RECONCILE_INTERVAL") or 300)
         self.grace = float(os.environ.get("OCRQ_RECONCILE_GRACE") or 60)
         self.tref = None
+        self.check = None  # one LostMessageCheck: it remembers last round's suspects
 
     def start(self, parent):  # type: ignore[no-untyped-def]
         if self.interval > 0:
@@ -86,15 +88,18 @@ class RequeueLost(bootsteps.StartStopStep):
 
     def run(self) -> None:
         from ocrq.storage import Store
-        from producer.submit import Enqueuer, nothing_can_be_lost, requeue_lost
+        from producer.submit import Enqueuer, LostMessageCheck, nothing_can_be_lost
         from worker.config import queue_name
 
+        if self.check is None:
+            engine = settings.engine.engine
+            self.check = LostMessageCheck(Enqueuer(queue_name(engine)), self.grace, engine=engine)
         store = Store(settings.db_url, create=False)
         try:
             if nothing_can_be_lost(store, settings.broker_url, queue_name):
+                self.check.forget()
                 return
-            engine = settings.engine.engine
-            lost = requeue_lost(store, Enqueuer(queue_name(engine)), self.grace, engine=engine)
+            lost = self.check.run(store)
             if lost:
                 logging.getLogger("ocrq.worker").warning(
                     "re-sent %d jobs whose message was lost: %s", len(lost), lost[:20]
