@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from models.base import Region
 from models.page import page_text, read_page
 from models.ppocr.detector import DetectorConfig, resize_ratio, target_size
 from models.ppocr.engine import PPOCRConfig, load
-from models.ppocr.scales import fine_side, text_window
+from models.ppocr.scales import fine_side, text_window, with_missed
 from ocrq.config import EngineOptions
 from ocrq.scoring import cer
 from tests.fixtures_text import SAMPLE_LINES, render_page
@@ -122,3 +123,47 @@ def test_fine_pass_reads_only_the_window_around_the_text(engines):
     for region, _ in pairs:
         x0, y0, x1, y1 = region.bbox
         assert x0 >= 200 and x1 <= 1200 and y0 >= 300 and y1 <= 1100, region.bbox
+
+
+def _rect(x0: float, y0: float, x1: float, y1: float) -> Region:
+    return Region(quad=((x0, y0), (x1, y0), (x1, y1), (x0, y1)), score=0.8)
+
+
+def test_with_missed_adds_back_only_uncovered_line_like_probe_boxes():
+    fine = [_rect(100, 100, 900, 130), _rect(100, 200, 900, 230)]
+    found = _rect(98, 98, 905, 133)  # the fine pass has it
+    lost = _rect(100, 300, 900, 335)  # a whole line the fine pass lost
+    speck = _rect(500, 400, 530, 430)  # a stray mark at the probe's scale: not a line
+    halved = _rect(100, 196, 1700, 232)  # half of it covered: still a line of its own
+    got = with_missed(fine, [found, lost, speck, halved], (2000, 2000), 0.25)
+    assert got == [*fine, lost]
+    assert with_missed(fine, [lost], (2000, 2000), 0.0) == fine  # off
+    assert with_missed([], [lost, speck], (2000, 2000), 0.25) == [lost]
+
+
+def test_a_line_the_fine_pass_loses_is_read_from_the_probe(engines, monkeypatch):
+    """The fine pass drops the third line's boxes (as the drop-capital line of book page
+    e049 was lost at some scales); the page's text still has that line."""
+    import models.ppocr.scales as scales
+
+    _, two_pass = engines
+    image = _page(22, (800, 1400))
+    passes, _ = _passes(two_pass, image)
+    assert len(passes) == 2  # small print: a probe, then a fine pass
+    original = scales.detect_window
+
+    def losing(detector, img, coarse, cfg, page_means=None):
+        regions = original(detector, img, coarse, cfg, page_means)
+        centres = sorted((r.bbox[1] + r.bbox[3]) / 2 for r in regions)
+        starts = [c for i, c in enumerate(centres) if i == 0 or c - centres[i - 1] > 10]
+        assert len(starts) == 4, starts  # one group of boxes per line
+        third = (starts[2] - 5, starts[3] - 5)
+        return [r for r in regions if not third[0] <= (r.bbox[1] + r.bbox[3]) / 2 < third[1]]
+
+    monkeypatch.setattr(scales, "detect_window", losing)
+    pairs = read_page(two_pass, image)
+    assert cer(page_text(pairs), "\n".join(SAMPLE_LINES[:4])) <= 0.02
+    off = replace(two_pass.detector.config, missed_coverage=0.0)
+    monkeypatch.setattr(two_pass.detector, "config", off)
+    lost = page_text(read_page(two_pass, image))
+    assert SAMPLE_LINES[2] not in lost and cer(lost, "\n".join(SAMPLE_LINES[:4])) > 0.1

@@ -8,13 +8,15 @@ So: detect at `probe_side`; measure the median text box; if that asks for a scal
 below the full one, detect again there (or keep the probe's boxes when it is the probe's
 own scale); otherwise detect at full size as before. When the probe's text fills at most
 half of the image (a receipt scanned on a large background), the second pass reads only
-a window around it, at the scale it would have read the whole image at.
+a window around it, at the scale it would have read the whole image at. A line-like
+probe box that the fine pass left uncovered is read too: a line the fine pass lost whole.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
+import cv2
 import numpy as np
 
 from models.base import Region
@@ -33,6 +35,11 @@ WORTH_SHRINKING = 0.85
 # but lost accuracy when cropped (UNLV 8071 1.56 -> 3.85 % CER, book pages 1.12 ->
 # 1.16 %): the network's global-average pools read the page's margins too.
 WORTH_CROPPING = 0.5
+# Probe boxes are checked against the fine pass on a mask at most this many pixels long.
+MISSED_MASK_SIDE = 1024
+# Only line-like probe boxes are added back: the probe's stray marks and single glyphs
+# are what the fine pass is there to correct (receipts: "C:::", a stamp's "A04070").
+MISSED_MIN_ASPECT = 4.0
 
 
 def _height(region: Region) -> float:
@@ -59,10 +66,13 @@ def detect_two_pass(detector, image: np.ndarray) -> list[Region]:
     coarse, page_means = detector.detect_measuring(image, probe_cfg)
     side = fine_side(h, w, coarse, cfg, full)
     if side >= full * WORTH_SHRINKING:
-        return detect_window(detector, image, coarse, cfg, page_means)
-    if side <= max(target_size(h, w, probe_cfg)) * CLOSE_ENOUGH:
+        fine_cfg = cfg
+    elif side <= max(target_size(h, w, probe_cfg)) * CLOSE_ENOUGH:
         return coarse
-    return detect_window(detector, image, coarse, replace(cfg, max_side=side), page_means)
+    else:
+        fine_cfg = replace(cfg, max_side=side)
+    fine = detect_window(detector, image, coarse, fine_cfg, page_means)
+    return with_missed(fine, coarse, (h, w), cfg.missed_coverage)
 
 
 def detect_window(
@@ -86,6 +96,42 @@ def detect_window(
         Region(quad=tuple((x + x0, y + y0) for x, y in r.quad), score=r.score)  # type: ignore[arg-type]
         for r in regions
     ]
+
+
+def with_missed(
+    fine: list[Region], coarse: list[Region], shape: tuple[int, int], coverage: float
+) -> list[Region]:
+    """`fine` plus every probe box at least `MISSED_MIN_ASPECT` times as long as it is
+    high that fine boxes cover less than `coverage` of (0 = none added): a line the fine
+    pass lost whole, where the probe saw one."""
+    if coverage <= 0 or not coarse:
+        return fine
+    scale = min(1.0, MISSED_MASK_SIDE / max(shape))
+    mask = np.zeros((int(shape[0] * scale) + 1, int(shape[1] * scale) + 1), dtype=np.uint8)
+    for region in fine:
+        cv2.fillPoly(mask, [np.round(np.asarray(region.quad) * scale).astype(np.int32)], 1)
+    missed = [
+        r for r in coarse if _aspect(r) >= MISSED_MIN_ASPECT and _covered(mask, r, scale) < coverage
+    ]
+    return fine + missed
+
+
+def _aspect(region: Region) -> float:
+    q = np.asarray(region.quad)
+    return float(np.linalg.norm(q[1] - q[0])) / max(_height(region), 1.0)
+
+
+def _covered(mask: np.ndarray, region: Region, scale: float) -> float:
+    """Share of `region` (its quad drawn at `scale`) that `mask` has set."""
+    quad = np.round(np.asarray(region.quad) * scale).astype(np.int32)
+    x0, y0 = np.maximum(quad.min(axis=0), 0)
+    x1, y1 = quad.max(axis=0) + 1
+    inside = np.zeros((max(1, y1 - y0), max(1, x1 - x0)), dtype=np.uint8)
+    cv2.fillPoly(inside, [quad - (x0, y0)], 1)
+    under = mask[y0:y1, x0:x1]
+    inside = inside[: under.shape[0], : under.shape[1]]
+    area = int(inside.sum())
+    return float((under & inside).sum()) / area if area else 1.0
 
 
 def text_window(
