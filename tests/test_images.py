@@ -337,3 +337,16 @@ def test_corrupt_jpeg_with_an_end_marker_goes_to_pillow():
         assert "JPEG" in str(exc)
     else:
         assert pages[0].shape[2] == 3
+
+
+def test_a_jpeg_whose_frame_size_disagrees_with_pillows_goes_to_pillow():
+    """libjpeg decodes a frame smaller than the buffer into its start: the rest of the
+    page would be uninitialised memory, so such a file is left to Pillow."""
+    import ocrq.images
+
+    data = _jpeg_cases()["rgb-420"]
+    im = Image.open(io.BytesIO(data))
+    w, h = im.size
+    assert ocrq.images._jpeg_straight(im, data) is not None
+    im._size = (w + 16, h + 8)  # what a second, larger frame header would make Pillow see
+    assert ocrq.images._jpeg_straight(im, data) is None
