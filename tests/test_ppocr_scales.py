@@ -134,7 +134,7 @@ def test_with_missed_adds_back_only_uncovered_line_like_probe_boxes():
     found = _rect(98, 98, 905, 133)  # the fine pass has it
     lost = _rect(100, 300, 900, 335)  # a whole line the fine pass lost
     speck = _rect(500, 400, 530, 430)  # a stray mark at the probe's scale: not a line
-    halved = _rect(100, 196, 1700, 232)  # half of it covered: still a line of its own
+    halved = _rect(100, 196, 1700, 232)  # 42 % covered, over the quarter: not added
     got = with_missed(fine, [found, lost, speck, halved], (2000, 2000), 0.25)
     assert got == [*fine, lost]
     assert with_missed(fine, [lost], (2000, 2000), 0.0) == fine  # off

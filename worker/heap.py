@@ -4,8 +4,8 @@ it has read.
 
 glibc's malloc keeps freed memory for reuse, and after a large block is freed it raises
 its mmap threshold, so later large tensors come from the heap and stay mapped; the
-detector's ONNX Runtime arena likewise keeps what the largest page so far needed (it is
-emptied after every job, below). Measured with scripts/memory_curve.py
+detector's ONNX Runtime arena likewise keeps what a job's pages needed, until it is
+emptied after the job (below). Measured with scripts/memory_curve.py
 over the same 90 pages (lines, receipts, book pages): RSS between pages 261-321 MB without a
 trim, 184-196 MB with one after each page.
 
