@@ -38,6 +38,29 @@ class TextLine:
     confidence: float  # 0..1, mean per-character/token probability
 
 
+class PageBuffer:
+    """A page's pixels, handed to a reader that may narrow them to the part holding its
+    text (`narrow`), so the rest of a large scan is freed while the page is read. Whoever
+    makes one must keep no other reference to the array, or nothing is freed."""
+
+    def __init__(self, pixels: np.ndarray) -> None:
+        self.pixels = pixels
+        self.shape: tuple[int, int] = pixels.shape[:2]  # (h, w) of the whole page
+        self.origin: tuple[int, int] = (0, 0)  # page (x, y) of pixels[0, 0]
+
+    def narrow(self, x0: int, y0: int, x1: int, y1: int) -> None:
+        """Keep a copy of page pixels [y0:y1, x0:x1] (page coordinates, inside what is
+        kept now) and drop the rest."""
+        ox, oy = self.origin
+        self.pixels = np.ascontiguousarray(self.pixels[y0 - oy : y1 - oy, x0 - ox : x1 - ox])
+        self.origin = (x0, y0)
+
+    def local(self, quad: Quad) -> Quad:
+        """A quad in page pixels as a quad in `pixels`."""
+        ox, oy = self.origin
+        return tuple((x - ox, y - oy) for x, y in quad)  # type: ignore[return-value]
+
+
 class Detector(Protocol):
     def detect(self, image: np.ndarray) -> list[Region]: ...
 

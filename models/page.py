@@ -2,29 +2,53 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from models.base import Engine, Region, TextLine
+from models.base import Engine, PageBuffer, Region, TextLine
 from models.crops import crop_quad
 from models.order import group_lines, reading_order
 
 
-def read_page(engine: Engine, image: np.ndarray) -> list[tuple[Region, TextLine]]:
+def read_page(engine: Engine, image: np.ndarray | PageBuffer) -> list[tuple[Region, TextLine]]:
     """(region, text) pairs in reading order; regions whose text is empty are dropped.
 
     All crops of the page go to the recognizer in one call, so it can batch them by width.
+    A `PageBuffer` may be narrowed to the part of the page holding text while it is read
+    (a detector with `detect_page` does that); regions are in page pixels either way.
     """
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
-    regions = engine.detector.detect(image)
+    buffered = isinstance(image, PageBuffer)
+    page = image if buffered else PageBuffer(image)
+    if page.pixels.ndim == 2:
+        page.pixels = np.repeat(page.pixels[:, :, None], 3, axis=2)
+    detect_page = getattr(engine.detector, "detect_page", None)
+    if buffered and detect_page is not None:
+        regions = detect_page(page)
+    else:  # the caller holds the array: a narrowed copy would free nothing
+        regions = engine.detector.detect(page.pixels)
     if not regions:
-        return _small_image_fallback(engine, image)
+        return _small_image_fallback(engine, page.pixels) if page.origin == (0, 0) else []
     ordered = [regions[i] for i in reading_order(regions)]
-    crops = [crop_quad(image, r.quad) for r in ordered]
+    crops = [crop_quad(page.pixels, page.local(r.quad)) for r in ordered]
     lines = engine.recognizer.recognize(crops)
     return [(r, t) for r, t in zip(ordered, lines, strict=True) if t.text.strip()]
+
+
+def read_pages(
+    engine: Engine, pages: Iterable[np.ndarray]
+) -> Iterator[list[tuple[Region, TextLine]]]:
+    """`read_page` of each page in turn, each handed over in a `PageBuffer` with no other
+    reference kept, as a worker reads a job's pages (`ocrq.process.ocr_pages`)."""
+    iterator = iter(pages)
+    while (page := _buffered(next(iterator, None))) is not None:
+        pairs = read_page(engine, page)
+        del page  # not held while the caller works on this page's text
+        yield pairs
+
+
+def _buffered(image: np.ndarray | None) -> PageBuffer | None:
+    return None if image is None else PageBuffer(image)
 
 
 def page_text(pairs: Sequence[tuple[Region, TextLine]]) -> str:

@@ -358,12 +358,14 @@ def iter_decoded(data: bytes, limits: InputLimits) -> Iterator[np.ndarray]:
         fmt = im.format or "image"
         count = _page_count(im, fmt, data, limits)
         for i in range(count):
-            page = _page(im, i, fmt, data, limits)
+            page = [_page(im, i, fmt, data, limits)]
             if i == count - 1:
                 # Pillow's copy of the page would otherwise live on while the caller
                 # reads ours: +100 MB through a whole job for a 35-Mpx receipt scan.
                 im.close()
-            yield page
+            # Handed over, not kept: while suspended here this frame holds no reference,
+            # so a reader that narrows the page (models.base.PageBuffer) frees the rest.
+            yield page.pop()
 
 
 def decode_pages(data: bytes, limits: InputLimits) -> list[np.ndarray]:

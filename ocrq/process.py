@@ -37,6 +37,7 @@ def ocr_pages(
     """Recognize pages one at a time (a long TIFF is never all in memory); returns region
     rows in reading order, seconds spent decoding and recognizing, and the page count.
     `BadImage` from a page that cannot be decoded propagates."""
+    from models.base import PageBuffer
     from models.order import group_lines
     from models.page import read_page
 
@@ -52,7 +53,10 @@ def ocr_pages(
             break
         page_no += 1
         started = time.perf_counter()
-        pairs = read_page(engine, image)
+        page = PageBuffer(image)
+        del image  # the buffer holds the only reference: the reader may narrow it
+        pairs = read_page(engine, page)
+        del page
         line_of = {
             i: line_no
             for line_no, members in enumerate(group_lines([r for r, _ in pairs]))

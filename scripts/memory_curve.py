@@ -33,9 +33,9 @@ def main(folders, pages, every, precision) -> None:
     sys.path.insert(0, str(REPO))
     import psutil
 
-    from models.page import read_page
+    from models.page import read_pages
     from ocrq.config import EngineOptions, settings_from_env
-    from ocrq.images import load_pages
+    from ocrq.images import iter_pages
     from worker.heap import release_free_memory
     from worker.warm import init_process
 
@@ -56,8 +56,8 @@ def main(folders, pages, every, precision) -> None:
     hwm = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # noqa: E731 (KiB)
     print(f"{'pages':>6} {'rss MB':>7} {'peak MB':>8} {'hwm MB':>7} {'trims':>6} {'s':>7}")
     for n in range(1, pages + 1):
-        for image in load_pages(next(stream), settings.limits):
-            read_page(state.engine, image)
+        for _ in read_pages(state.engine, iter_pages(next(stream), settings.limits)):
+            pass  # each page handed over as a worker does (ocrq.process.ocr_pages)
         # As a worker does after each job.
         trims += release_free_memory(release_caches=state.engine.release_memory)
         peak = max(peak, mb())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import random
 import warnings
+import weakref
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from PIL import Image
 
 from ocrq.config import InputLimits
 from ocrq.errors import BadImage, InputRejected
-from ocrq.images import decode_pages, iter_pages, load_pages
+from ocrq.images import decode_pages, iter_decoded, iter_pages, load_pages
 from producer.walk import walk
 from tests.corpus import PROBE_TOLERANCE, make_corpus, png_bomb, render_text
 
@@ -350,3 +351,14 @@ def test_a_jpeg_whose_frame_size_disagrees_with_pillows_goes_to_pillow():
     assert ocrq.images._jpeg_straight(im, data) is not None
     im._size = (w + 16, h + 8)  # what a second, larger frame header would make Pillow see
     assert ocrq.images._jpeg_straight(im, data) is None
+
+
+def test_the_page_iterator_keeps_no_reference_to_the_page_it_handed_over():
+    """A reader that narrows a page (models.base.PageBuffer) frees the rest only if the
+    decoder's generator, suspended at its yield, does not hold the page too."""
+    pages = iter_decoded(_png(Image.new("RGB", (64, 48), "white")), LIMITS)
+    page = next(pages)
+    handed = weakref.ref(page)
+    del page
+    assert handed() is None
+    assert next(pages, None) is None

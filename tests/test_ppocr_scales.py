@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from models.base import Region
+from models.base import PageBuffer, Region
 from models.page import page_text, read_page
 from models.ppocr.detector import DetectorConfig, resize_ratio, target_size
 from models.ppocr.engine import PPOCRConfig, load
@@ -113,8 +114,7 @@ def test_fine_pass_reads_only_the_window_around_the_text(engines):
     """Small print in one part of a large blank page: the full-scale pass reads a window
     around it, not the page, and its boxes come back in page pixels."""
     _, two_pass = engines
-    image = np.full((2600, 2000, 3), 255, dtype=np.uint8)
-    image[300:1100, 200:1200] = _page(22, (800, 1000))
+    image = _small_print_on_a_large_page()
     passes, pairs = _passes(two_pass, image)
     shapes = [shape for shape, _ in passes]
     assert shapes[0] == (2600, 2000) and len(shapes) == 2
@@ -123,6 +123,56 @@ def test_fine_pass_reads_only_the_window_around_the_text(engines):
     for region, _ in pairs:
         x0, y0, x1, y1 = region.bbox
         assert x0 >= 200 and x1 <= 1200 and y0 >= 300 and y1 <= 1100, region.bbox
+
+
+def _small_print_on_a_large_page() -> np.ndarray:
+    image = np.full((2600, 2000, 3), 255, dtype=np.uint8)
+    image[300:1100, 200:1200] = _page(22, (800, 1000))
+    return image
+
+
+def test_a_handed_over_page_is_narrowed_to_its_text_and_freed_before_the_fine_pass(engines):
+    """A page in a `PageBuffer` (as a worker hands each page over) keeps only the window
+    the fine pass reads: the whole page is freed before that pass runs, and the regions
+    and text are those of the page read in place."""
+    _, two_pass = engines
+    in_place = read_page(two_pass, _small_print_on_a_large_page())
+    image = _small_print_on_a_large_page()
+    whole = weakref.ref(image)
+    page = PageBuffer(image)
+    del image
+    detector = two_pass.detector
+    original = detector.detect_measuring  # every pass runs it
+    alive_at_passes: list[bool] = []
+
+    def spy(img, cfg, page_means=None):
+        alive_at_passes.append(whole() is not None)
+        return original(img, cfg, page_means)
+
+    detector.detect_measuring = spy
+    try:
+        handed_over = read_page(two_pass, page)
+    finally:
+        del detector.detect_measuring
+    assert alive_at_passes == [True, False]  # the probe read the page; the fine pass did not
+    assert page.shape == (2600, 2000) and page.origin != (0, 0)
+    assert page.pixels.size < 0.3 * 2600 * 2000 * 3
+    assert handed_over == in_place  # same quads (page pixels), same text
+
+
+def test_page_buffer_narrows_in_page_coordinates():
+    pixels = np.arange(20 * 30 * 3, dtype=np.uint8).reshape(20, 30, 3)
+    page = PageBuffer(pixels.copy())
+    page.narrow(5, 4, 25, 18)
+    page.narrow(10, 6, 20, 12)  # inside what is kept, still in page coordinates
+    assert page.origin == (10, 6) and page.shape == (20, 30)
+    assert np.array_equal(page.pixels, pixels[6:12, 10:20])
+    assert page.local(((10.0, 6.0), (20.0, 6.0), (20.0, 12.0), (10.0, 12.0))) == (
+        (0.0, 0.0),
+        (10.0, 0.0),
+        (10.0, 6.0),
+        (0.0, 6.0),
+    )
 
 
 def _rect(x0: float, y0: float, x1: float, y1: float) -> Region:
@@ -152,8 +202,8 @@ def test_a_line_the_fine_pass_loses_is_read_from_the_probe(engines, monkeypatch)
     assert len(passes) == 2  # small print: a probe, then a fine pass
     original = scales.detect_window
 
-    def losing(detector, img, coarse, cfg, page_means=None):
-        regions = original(detector, img, coarse, cfg, page_means)
+    def losing(detector, page, coarse, cfg, page_means=None, narrow=False):
+        regions = original(detector, page, coarse, cfg, page_means, narrow)
         centres = sorted((r.bbox[1] + r.bbox[3]) / 2 for r in regions)
         starts = [c for i, c in enumerate(centres) if i == 0 or c - centres[i - 1] > 10]
         assert len(starts) == 4, starts  # one group of boxes per line

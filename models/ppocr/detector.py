@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from models.base import Quad, Region
+from models.base import PageBuffer, Quad, Region
 from models.ppocr import pools
 
 
@@ -257,13 +257,22 @@ class PPOCRDetector:
         return prob, page_means
 
     def detect(self, image: np.ndarray) -> list[Region]:
-        if image.ndim != 3 or image.shape[0] < 2 or image.shape[1] < 2:
+        return self._detect(PageBuffer(image), narrow=False)
+
+    def detect_page(self, page: PageBuffer) -> list[Region]:
+        """`detect` in page pixels, narrowing `page` to the window around its text when
+        the fine pass reads only that window (`scales.detect_window`)."""
+        return self._detect(page, narrow=True)
+
+    def _detect(self, page: PageBuffer, narrow: bool) -> list[Region]:
+        shape = page.pixels.shape
+        if len(shape) != 3 or shape[0] < 2 or shape[1] < 2:
             return []
         if self.config.probe_side > 0:
             from models.ppocr.scales import detect_two_pass
 
-            return detect_two_pass(self, image)
-        return self.detect_at(image, self.config)
+            return detect_two_pass(self, page, narrow)
+        return self.detect_at(page.pixels, self.config)
 
     def detect_at(
         self, image: np.ndarray, cfg: DetectorConfig, page_means: list | None = None

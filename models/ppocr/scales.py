@@ -19,7 +19,7 @@ from dataclasses import replace
 import cv2
 import numpy as np
 
-from models.base import Region
+from models.base import PageBuffer, Region
 from models.ppocr.detector import DetectorConfig, resize_ratio, target_size, vertical_pad
 
 # The fine pass is skipped when its long side would be within this factor of the probe's.
@@ -56,14 +56,18 @@ def fine_side(h: int, w: int, coarse: list[Region], cfg: DetectorConfig, full: i
     return int(min(full, max(h, w) * cfg.text_height / max(median, 1.0)))
 
 
-def detect_two_pass(detector, image: np.ndarray) -> list[Region]:
+def detect_two_pass(detector, page: PageBuffer, narrow: bool = False) -> list[Region]:
+    """Regions in page pixels. With `narrow`, a fine pass over a window of the page first
+    narrows `page` to that window (`detect_window`)."""
     cfg: DetectorConfig = detector.config
+    image = page.pixels
     h, w = image.shape[:2]
     full = max(target_size(h, w, cfg))
     if vertical_pad(h, w, cfg) or full <= cfg.probe_side * CLOSE_ENOUGH:
         return detector.detect_at(image, cfg)  # a line strip, or small enough already
     probe_cfg = replace(cfg, max_side=cfg.probe_side)
     coarse, page_means = detector.detect_measuring(image, probe_cfg)
+    del image  # so that narrowing the page frees the rest of it
     side = fine_side(h, w, coarse, cfg, full)
     if side >= full * WORTH_SHRINKING:
         fine_cfg = cfg
@@ -71,27 +75,41 @@ def detect_two_pass(detector, image: np.ndarray) -> list[Region]:
         return coarse
     else:
         fine_cfg = replace(cfg, max_side=side)
-    fine = detect_window(detector, image, coarse, fine_cfg, page_means)
+    fine = detect_window(detector, page, coarse, fine_cfg, page_means, narrow)
     return with_missed(fine, coarse, (h, w), cfg.missed_coverage)
 
 
 def detect_window(
-    detector, image: np.ndarray, coarse: list[Region], cfg: DetectorConfig, page_means=None
-):
+    detector,
+    page: PageBuffer,
+    coarse: list[Region],
+    cfg: DetectorConfig,
+    page_means=None,
+    narrow: bool = False,
+) -> list[Region]:
     """The fine pass at the scale `cfg` gives the whole page, over the window around the
     probe's text only (`text_window`); boxes come back in page pixels. `page_means`, the
-    probe's pool statistics, let a large fine pass run in bands (`models/ppocr/pools.py`)."""
-    h, w = image.shape[:2]
+    probe's pool statistics, let a large fine pass run in bands (`models/ppocr/pools.py`).
+
+    With `narrow`, `page` keeps only that window from here on: every box, the probe's
+    included, lies inside it, and on a 600-dpi receipt scan it is a fifth of the page
+    (the rest, 80 MB, would otherwise sit beside the detector's activations)."""
+    h, w = page.shape
     window = text_window(h, w, coarse, cfg.crop_margin)
     if window is None:
-        return detector.detect_at(image, cfg, page_means)
+        return detector.detect_at(page.pixels, cfg, page_means)
     x0, y0, x1, y1 = window
     ch, cw = y1 - y0, x1 - x0
     if vertical_pad(ch, cw, cfg):  # a window around one line: the page's pass reads it
-        return detector.detect_at(image, cfg, page_means)
+        return detector.detect_at(page.pixels, cfg, page_means)
     ratio = resize_ratio(h, w, cfg)
     window_cfg = replace(cfg, min_side=ratio * min(ch, cw), max_side=ratio * max(ch, cw))
-    regions = detector.detect_at(image[y0:y1, x0:x1], window_cfg, page_means)
+    if narrow:
+        page.narrow(x0, y0, x1, y1)
+        pixels = page.pixels
+    else:
+        pixels = page.pixels[y0:y1, x0:x1]
+    regions = detector.detect_at(pixels, window_cfg, page_means)
     return [
         Region(quad=tuple((x + x0, y + y0) for x, y in r.quad), score=r.score)  # type: ignore[arg-type]
         for r in regions

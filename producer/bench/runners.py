@@ -21,7 +21,7 @@ import importlib.util
 import os
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,17 +138,17 @@ def make_reader(spec: RunnerSpec, models_dir: str, tesseract_cmd: str = "tessera
     raise ValueError(f"{spec.kind} runs as a whole, not item by item")
 
 
-def _pages(path: Path) -> list:
+def _pages(path: Path) -> Iterator:
     from ocrq.config import InputLimits
-    from ocrq.images import load_pages
+    from ocrq.images import iter_pages
 
-    return load_pages(path, InputLimits())
+    return iter_pages(path, InputLimits())
 
 
 def _ours(
     precision: str, models_dir: Path, overrides: str = "", small_caps: str = "keep"
 ) -> Reader:
-    from models.page import page_text, read_page
+    from models.page import page_text, read_pages
     from models.registry import load_engine
     from ocrq.config import EngineOptions
 
@@ -162,8 +162,7 @@ def _ours(
 
     def read(path: Path, line_image: bool) -> Read:
         texts, boxes, lines = [], [], 0
-        for page_no, image in enumerate(_pages(path)):
-            pairs = read_page(engine, image)
+        for page_no, pairs in enumerate(read_pages(engine, _pages(path))):
             texts.append(page_text(pairs))
             lines += len(pairs)  # text-line regions, as RapidOCR's boxes and Tesseract's lines
             if page_no == 0:
