@@ -62,6 +62,10 @@ class PageBuffer:
 
 
 class Detector(Protocol):
+    """Regions in `image`'s pixels. A detector may also offer `detect_page(page:
+    PageBuffer)`, regions in page pixels, narrowing `page` as it reads it
+    (`models.page.read_page` uses it for handed-over pages)."""
+
     def detect(self, image: np.ndarray) -> list[Region]: ...
 
 
