@@ -105,6 +105,10 @@ def detect_window(
     ratio = resize_ratio(h, w, cfg)
     window_cfg = replace(cfg, min_side=ratio * min(ch, cw), max_side=ratio * max(ch, cw))
     if narrow:
+        # The probe's activations, kept in the detector's arena, would otherwise sit beside
+        # the whole page and the window's copy: 35-Mpx receipt scans peaked at 409-411 MB
+        # that way, 381-394 MB this way (fresh processes, FP32), in the same time.
+        detector.release_memory()
         page.narrow(x0, y0, x1, y1)
         pixels = page.pixels
     else:
