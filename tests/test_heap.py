@@ -68,6 +68,27 @@ def test_a_job_that_grew_the_process_little_is_not_trimmed_for():
     assert figures == {"small": False, "large": True}
 
 
+def test_a_long_job_is_trimmed_for_even_under_the_slack():
+    """A job that took `TRIM_AFTER_SECONDS` or more (a large page) is followed by a trim
+    even when it grew the process by less than the slack; a quick one is not."""
+    figures = _run(
+        """
+        import time
+        from worker.heap import TRIM_AFTER_SECONDS
+        release_free_memory(force=True)
+        kept = churn(SLACK_MB / 4)
+        quick = release_free_memory()
+        kept2 = churn(SLACK_MB / 4)
+        time.sleep(TRIM_AFTER_SECONDS)
+        before = rss_mb()
+        slow = release_free_memory()
+        print(json.dumps({"quick": quick, "slow": slow, "freed": before - rss_mb()}))
+        """
+    )
+    assert (figures["quick"], figures["slow"]) == (False, True), figures
+    assert figures["freed"] > 20, figures  # the two jobs freed about 85 MB between them
+
+
 def test_rss_is_read_from_proc():
     from worker.heap import rss_mb
 

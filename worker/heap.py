@@ -14,7 +14,8 @@ cost line images 15 % of their throughput through `ocrq run` (9.1 and 8.7 agains
 and 10.5 lines/s, alternating runs), and a page read right after a trim took 2-6 %
 longer than one read on a warm heap (13 receipts and book pages, same process). So the
 trim is a ceiling, not a habit: a job is followed by one only when it left the process
-more than `SLACK_MB` above its loaded size. With 128 MB, 22 of the first 25 pages of
+more than `SLACK_MB` above its loaded size, or took `TRIM_AFTER_SECONDS` or more (large
+pages; over memory_curve's 1,000 pages those trims cost no measurable time). With 128 MB, 22 of the first 25 pages of
 memory_curve's mix were trimmed for; with 192 MB, RSS between jobs stays under loaded +
 192 MB (about 370 MB for PP-OCR, under the 400 MB a worker is meant to stay below) and
 only the pages that would have left more pay: 6 trims in 1,000 pages, 244-358 MB between
@@ -32,13 +33,23 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import time
 from collections.abc import Callable
 from functools import lru_cache
 
 SLACK_MB = 192.0
+# A job this long after the previous release is followed by a trim whatever its slack:
+# the trim's few ms and the next job's page faults are a small share of it, and large
+# pages are what leave freed memory in the heap that the next one's detector arena (mapped
+# apart from the heap) cannot reuse. Line images (0.1 s) stay under it. Measured with
+# scripts/memory_curve.py over the same 1,000 pages (AVX2 EPYC, FP32, 2026-11-30): 476 ->
+# 440 MB high-water, RSS between pages 307-324 -> 212-302 MB at every 100th page, 0 -> 116
+# trims, in the same time (513 and 511 s).
+TRIM_AFTER_SECONDS = 0.5
 
 _PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20 if hasattr(os, "sysconf") else 0.0
 _loaded: float | None = None  # RSS after the trim that followed loading, MB
+_released_at: float | None = None  # time.monotonic() of the previous release
 
 
 @lru_cache(maxsize=1)
@@ -67,13 +78,17 @@ def release_free_memory(
 ) -> bool:
     """After a job: run `release_caches` (an engine's `release_memory`, which empties the
     detector's ONNX Runtime arena: one tiny run), then return free heap pages to the OS
-    (glibc `malloc_trim(0)`) if the process is `SLACK_MB` above its loaded size, or always
-    with `force`, which also takes the loaded size (call it once the warm state is
+    (glibc `malloc_trim(0)`) if the process is `SLACK_MB` above its loaded size or the
+    previous release was `TRIM_AFTER_SECONDS` ago (a long job, or an idle worker), or
+    always with `force`, which also takes the loaded size (call it once the warm state is
     loaded). True if the heap was trimmed (never where there is no glibc heap)."""
-    global _loaded
+    global _loaded, _released_at
     if release_caches is not None:
         release_caches()
-    if not force and _loaded is not None and rss_mb() - _loaded < SLACK_MB:
+    now, since = time.monotonic(), _released_at
+    _released_at = now
+    long_job = since is not None and now - since >= TRIM_AFTER_SECONDS
+    if not force and not long_job and _loaded is not None and rss_mb() - _loaded < SLACK_MB:
         return False
     trim = _malloc_trim()
     if trim is not None:
