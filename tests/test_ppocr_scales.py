@@ -50,22 +50,28 @@ def engines():
     return single, load(fp32, Path("."))  # two passes are the default
 
 
-def _passes(engine, image) -> tuple[list[tuple[tuple[int, int], DetectorConfig]], list]:
-    """Read a page with a spy on the real detector's passes: ((h, w) of the image each
-    pass read, its config) in order, and the page's (region, text) pairs."""
-    passes: list[tuple[tuple[int, int], DetectorConfig]] = []
+def _read_spying(engine, image, record) -> list:
+    """Read a page (an array or a `PageBuffer`) with `record(image, config)` called at
+    each of the real detector's passes; returns the page's (region, text) pairs."""
     detector = engine.detector
     original = detector.detect_measuring  # every pass, the probe's included, runs it
 
     def spy(img, cfg, page_means=None):
-        passes.append((img.shape[:2], cfg))
+        record(img, cfg)
         return original(img, cfg, page_means)
 
     detector.detect_measuring = spy
     try:
-        pairs = read_page(engine, image)
+        return read_page(engine, image)
     finally:
         del detector.detect_measuring
+
+
+def _passes(engine, image) -> tuple[list[tuple[tuple[int, int], DetectorConfig]], list]:
+    """((h, w) of the image each detector pass read, its config) in order, and the page's
+    (region, text) pairs."""
+    passes: list[tuple[tuple[int, int], DetectorConfig]] = []
+    pairs = _read_spying(engine, image, lambda img, cfg: passes.append((img.shape[:2], cfg)))
     return passes, pairs
 
 
@@ -141,19 +147,10 @@ def test_a_handed_over_page_is_narrowed_to_its_text_and_freed_before_the_fine_pa
     whole = weakref.ref(image)
     page = PageBuffer(image)
     del image
-    detector = two_pass.detector
-    original = detector.detect_measuring  # every pass runs it
     alive_at_passes: list[bool] = []
-
-    def spy(img, cfg, page_means=None):
-        alive_at_passes.append(whole() is not None)
-        return original(img, cfg, page_means)
-
-    detector.detect_measuring = spy
-    try:
-        handed_over = read_page(two_pass, page)
-    finally:
-        del detector.detect_measuring
+    handed_over = _read_spying(
+        two_pass, page, lambda img, cfg: alive_at_passes.append(whole() is not None)
+    )
     assert alive_at_passes == [True, False]  # the probe read the page; the fine pass did not
     assert page.shape == (2600, 2000) and page.origin != (0, 0)
     assert page.pixels.size < 0.3 * 2600 * 2000 * 3
