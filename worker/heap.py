@@ -15,8 +15,9 @@ and 10.5 lines/s, alternating runs), and a page read right after a trim took 2-6
 longer than one read on a warm heap (13 receipts and book pages, same process). So the
 trim is a ceiling, not a habit: a job is followed by one only when it left the process
 more than `SLACK_MB` above its loaded size, or took `TRIM_AFTER_SECONDS` or more (large
-pages; over memory_curve's 1,000 pages those trims cost no measurable time). With 128 MB, 22 of the first 25 pages of
-memory_curve's mix were trimmed for; with 192 MB, RSS between jobs stays under loaded +
+pages; over memory_curve's 1,000 pages those trims cost no measurable time). With 128
+MB, 22 of the first 25 pages of memory_curve's mix were trimmed for; with 192 MB, RSS
+between jobs stays under loaded +
 192 MB (about 370 MB for PP-OCR, under the 400 MB a worker is meant to stay below) and
 only the pages that would have left more pay: 6 trims in 1,000 pages, 244-358 MB between
 pages. The detector's arena is emptied after every job (one 32x32 run), not under the
