@@ -342,9 +342,17 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str, poll: f
 
 
 def wait_all_final(
-    db_url: str, job_ids: Iterable[int], timeout: float, workers: Sequence[Worker] = ()
+    db_url: str,
+    job_ids: Iterable[int],
+    timeout: float,
+    workers: Sequence[Worker] = (),
+    broker: RedisServer | None = None,
 ) -> float:
-    """Wait until every job is done/failed/duplicate; returns the seconds it took."""
+    """Wait until every job is done/failed/duplicate, and with `broker` until its queue is
+    empty and nothing is unacked too: a task writes its row, then releases memory (a heap
+    trim after a long job) and returns, and only then is its message acked, so a test
+    that stops the worker or counts unacked messages must wait for that as well. Returns
+    the seconds it took."""
     wanted = set(job_ids)
     store = Store(db_url, create=False)
     started = time.monotonic()
@@ -353,7 +361,9 @@ def wait_all_final(
             open_ = [
                 j["id"] for j in store.iter_jobs() if j["id"] in wanted and j["status"] not in FINAL
             ]
-            if not open_:
+            if not open_ and (
+                broker is None or (broker.queue_length() == 0 and broker.unacked() == 0)
+            ):
                 return time.monotonic() - started
             if time.monotonic() - started > timeout:
                 tails = "\n".join(w.tail() for w in workers)

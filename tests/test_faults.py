@@ -94,7 +94,7 @@ def test_kill9_whole_worker_then_new_worker(tmp_path, redis, db_url):
     assert redis.unacked() >= 1
     second = Worker(db_url, redis.url, tmp_path / "second.log", concurrency=2, **FAST_RECOVERY)
     try:
-        wait_all_final(db_url, ids, timeout=240, workers=[second])
+        wait_all_final(db_url, ids, timeout=240, workers=[second], broker=redis)
         recovery = time.monotonic() - killed_at
     finally:
         second.stop()

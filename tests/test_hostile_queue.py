@@ -45,7 +45,7 @@ def test_hostile_corpus_through_the_real_queue(tmp_path, corpus):
         case_ids = submit(db_url, redis.url, list(cases.values()) + escapes)
         normal_ids = submit(db_url, redis.url, normal)
         all_ids = case_ids + normal_ids
-        wait_all_final(db_url, all_ids, timeout=300, workers=[worker])
+        wait_all_final(db_url, all_ids, timeout=300, workers=[worker], broker=redis)
         worker.check_alive()
     finally:
         worker.stop()

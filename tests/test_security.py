@@ -100,7 +100,7 @@ def test_pickled_message_is_refused_not_executed(tmp_path, db_url):
         more = submit(db_url, redis.url, sorted(write_pages(tmp_path / "more", 1)))
         worker = Worker(db_url, redis.url, tmp_path / "worker.log", concurrency=1)
         try:
-            wait_all_final(db_url, ids + more, timeout=120, workers=[worker])
+            wait_all_final(db_url, ids + more, timeout=120, workers=[worker], broker=redis)
             wait_for(lambda: "untrusted content" in worker.text(), 30, "the refusal in the log")
             worker.check_alive()
         finally:
