@@ -9,24 +9,24 @@ emptied after the job (below). Measured with scripts/memory_curve.py
 over the same 90 pages (lines, receipts, book pages): RSS between pages 261-321 MB without a
 trim, 184-196 MB with one after each page.
 
-A trim is not free: the next job faults its pages back in. Trimming after every job
-cost line images 15 % of their throughput through `ocrq run` (9.1 and 8.7 against 10.7
-and 10.5 lines/s, alternating runs), and a page read right after a trim took 2-6 %
-longer than one read on a warm heap (13 receipts and book pages, same process). So the
-trim is a ceiling, not a habit: a job is followed by one only when it left the process
-more than `SLACK_MB` above its loaded size, or took `TRIM_AFTER_SECONDS` or more (large
-pages; over memory_curve's 1,000 pages those trims cost no measurable time). With 128
-MB, 22 of the first 25 pages of memory_curve's mix were trimmed for; with 192 MB, RSS
-between jobs stays under loaded +
-192 MB (about 370 MB for PP-OCR, under the 400 MB a worker is meant to stay below) and
-only the pages that would have left more pay: 6 trims in 1,000 pages, 244-358 MB between
-pages. The detector's arena is emptied after every job (one 32x32 run), not under the
-rule. Side by side over the same 1,000 pages of scripts/memory_curve.py (FP32, AVX2 EPYC,
-banded detection, 2026-11-30, both cores at once): emptied under the rule, 86 trims,
-188-365 MB between pages, 589 MB high-water; emptied after every job, 8 trims, 291-340
-MB between pages, 518 MB high-water, in the same time (573 and 581 s). With it emptied
-after every job, a 96 MB slack did not lower the high-water (498 against 504 MB over 400
-pages, with 63 trims against 4): that mark is reached inside the largest pages.
+A trim is not free: the next job faults its pages back in. Trimming after every job cost
+line images 15 % of their throughput through `ocrq run` (9.1 and 8.7 against 10.7 and
+10.5 lines/s, alternating runs), and a page read right after a trim took 2-6 % longer
+than one read on a warm heap (13 receipts and book pages, same process). So the trim is
+a ceiling, not a habit: a job is followed by one only when it left the process more than
+`SLACK_MB` above its loaded size, or took `TRIM_AFTER_SECONDS` or more (large pages;
+over memory_curve's 1,000 pages those trims cost no measurable time). With 128 MB, 22 of
+the first 25 pages of memory_curve's mix were trimmed for; with 192 MB, RSS between jobs
+stays under loaded + 192 MB (about 370 MB for PP-OCR, under the 400 MB a worker is meant
+to stay below) and only the pages that would have left more pay: 6 trims in 1,000 pages,
+244-358 MB between pages. The detector's arena is emptied after every job (one 32x32
+run), not under the rule. Side by side over the same 1,000 pages of
+scripts/memory_curve.py (FP32, AVX2 EPYC, banded detection, 2026-11-30, both cores at
+once): emptied under the rule, 86 trims, 188-365 MB between pages, 589 MB high-water;
+emptied after every job, 8 trims, 291-340 MB between pages, 518 MB high-water, in the
+same time (573 and 581 s). With it emptied after every job, a 96 MB slack did not lower
+the high-water (498 against 504 MB over 400 pages, with 63 trims against 4): that mark
+is reached inside the largest pages.
 """
 
 from __future__ import annotations
