@@ -214,3 +214,24 @@ def test_a_line_the_fine_pass_loses_is_read_from_the_probe(engines, monkeypatch)
     monkeypatch.setattr(two_pass.detector, "config", off)
     lost = page_text(read_page(two_pass, image))
     assert SAMPLE_LINES[2] not in lost and cer(lost, "\n".join(SAMPLE_LINES[:4])) > 0.1
+
+
+def test_a_handed_over_page_releases_the_detectors_memory_before_its_crops_are_read(engines):
+    """The detector's arena is emptied between detection and recognition for a page in a
+    `PageBuffer` (a worker's), so the two peaks do not add up; a caller that keeps its
+    own array keeps the arena warm, as before."""
+    _, two_pass = engines
+    calls: list[str] = []
+    detector, recognizer = two_pass.detector, two_pass.recognizer
+    release, recognize = detector.release_memory, recognizer.recognize
+    detector.release_memory = lambda: (calls.append("release"), release())[1]
+    recognizer.recognize = lambda crops: (calls.append("recognize"), recognize(crops))[1]
+    try:
+        image = render_page(SAMPLE_LINES[:3], height=18)
+        in_place = read_page(two_pass, image)
+        assert "release" not in calls and "recognize" in calls
+        calls.clear()
+        assert read_page(two_pass, PageBuffer(image.copy())) == in_place
+        assert calls[-2:] == ["release", "recognize"]
+    finally:
+        del detector.release_memory, recognizer.recognize
