@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -43,12 +43,17 @@ def read_page(engine: Engine, image: np.ndarray | PageBuffer) -> list[tuple[Regi
 
 
 def read_pages(
-    engine: Engine, pages: Iterable[np.ndarray]
+    engine: Engine,
+    pages: Iterable[np.ndarray],
+    before_page: Callable[[int], object] | None = None,
 ) -> Iterator[list[tuple[Region, TextLine]]]:
     """`read_page` of each page in turn, each handed over in a `PageBuffer` with no other
-    reference kept, as a worker reads a job's pages (`ocrq.process.ocr_pages`)."""
+    reference kept, as a worker reads a job's pages (`ocrq.process.ocr_pages`, whose
+    `before_page` hook this takes too)."""
     iterator = iter(pages)
     while (page := _buffered(next(iterator, None))) is not None:
+        if before_page is not None:
+            before_page(page.shape[0] * page.shape[1])
         pairs = read_page(engine, page)
         del page  # not held while the caller works on this page's text
         yield pairs

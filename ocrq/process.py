@@ -9,7 +9,7 @@ the caller can retry (a transient DB error) or let the broker redeliver.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,11 +32,15 @@ class Outcome:
 
 
 def ocr_pages(
-    engine: Engine, pages: Iterable[np.ndarray]
+    engine: Engine,
+    pages: Iterable[np.ndarray],
+    before_page: Callable[[int], object] | None = None,
 ) -> tuple[list[RegionResult], dict[str, float], int]:
     """Recognize pages one at a time (a long TIFF is never all in memory); returns region
     rows in reading order, seconds spent decoding and recognizing, and the page count.
-    `BadImage` from a page that cannot be decoded propagates."""
+    `before_page(pixels)` runs after each page is decoded, before it is read (a worker's
+    heap trim before a large page, `worker.heap.trim_before_large_page`). `BadImage` from
+    a page that cannot be decoded propagates."""
     from models.base import PageBuffer
     from models.order import group_lines
     from models.page import read_page
@@ -53,6 +57,8 @@ def ocr_pages(
             break
         page_no += 1
         started = time.perf_counter()
+        if before_page is not None:
+            before_page(image.shape[0] * image.shape[1])
         page = PageBuffer(image)
         del image  # the buffer holds the only reference: the reader may narrow it
         pairs = read_page(engine, page)
@@ -80,6 +86,7 @@ def process_job(
     job_id: int,
     worker: str,
     max_attempts: int = 3,
+    before_page: Callable[[int], object] | None = None,
 ) -> Outcome:
     from ocrq.images import iter_pages
 
@@ -110,7 +117,7 @@ def process_job(
         return Outcome(job_id, OUTCOME_FAILED, error=reason)
     try:
         regions, timings, page_count = ocr_pages(
-            engine, iter_pages(decode_path(job["path"]), limits)
+            engine, iter_pages(decode_path(job["path"]), limits), before_page
         )
     except BadImage as exc:
         reason = str(exc)

@@ -41,7 +41,7 @@ class LocalSummary:
 def _child_main(index: int, settings: Settings, tasks: mp.Queue, events: mp.Queue) -> None:
     from ocrq.process import process_job
     from worker import warm
-    from worker.heap import release_free_memory
+    from worker.heap import release_free_memory, trim_before_large_page
 
     try:
         state = warm.init_process(index, settings)
@@ -62,6 +62,7 @@ def _child_main(index: int, settings: Settings, tasks: mp.Queue, events: mp.Queu
                 settings.limits,
                 job_id,
                 state.worker_id,
+                before_page=trim_before_large_page,
             )
         except Exception as exc:  # a database fault: the parent retries the job later
             events.put(("retry", index, job_id, f"{type(exc).__name__}: {exc}"))

@@ -7,7 +7,8 @@ reads images from the folders round-robin (each folder in turn, cycling), printi
 process RSS every `--every` pages: its value between pages, the largest such value, and
 the true high-water mark (`ru_maxrss`, which includes the moments inside a page, e.g.
 the detector's activations on a large page, that sampling between pages never sees),
-and how many times the heap was trimmed after a page (`worker/heap.py`, as a worker does).
+and how many times the heap was trimmed after a page or before a large one (`worker/heap.py`,
+as a worker does).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def main(folders, pages, every, precision) -> None:
     from models.page import read_pages
     from ocrq.config import EngineOptions, settings_from_env
     from ocrq.images import iter_pages
-    from worker.heap import release_free_memory
+    from worker.heap import release_free_memory, trim_before_large_page
     from worker.warm import init_process
 
     proc = psutil.Process()
@@ -53,10 +54,16 @@ def main(folders, pages, every, precision) -> None:
         [p for group in itertools.zip_longest(*per_folder) for p in group if p is not None]
     )
     peak, started, trims = mb(), time.perf_counter(), 0
+
+    def before_page(pixels: int) -> None:  # as a worker does before each large page
+        nonlocal trims
+        trims += trim_before_large_page(pixels)
+
     hwm = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # noqa: E731 (KiB)
     print(f"{'pages':>6} {'rss MB':>7} {'peak MB':>8} {'hwm MB':>7} {'trims':>6} {'s':>7}")
     for n in range(1, pages + 1):
-        for _ in read_pages(state.engine, iter_pages(next(stream), settings.limits)):
+        job_pages = iter_pages(next(stream), settings.limits)
+        for _ in read_pages(state.engine, job_pages, before_page):
             pass  # each page handed over as a worker does (ocrq.process.ocr_pages)
         # As a worker does after each job.
         trims += release_free_memory(release_caches=state.engine.release_memory)

@@ -162,3 +162,23 @@ def test_without_a_glibc_heap_the_loaded_size_is_still_taken(monkeypatch):
     monkeypatch.setattr(heap, "_loaded", heap.rss_mb() - 2 * heap.SLACK_MB)
     assert heap.release_free_memory(release_caches=lambda: released.append(2)) is False
     assert released == [1, 2]  # over the slack: still nothing to trim, caches emptied
+
+
+def test_the_heap_is_trimmed_before_a_large_page_only():
+    """Free heap left by earlier small jobs goes back to the OS before a large page is
+    read, and nothing happens before a small one."""
+    got = _run(
+        """
+        from worker.heap import LARGE_PAGE_PIXELS, trim_before_large_page
+        kept = churn(96)
+        before = rss_mb()
+        small = trim_before_large_page(LARGE_PAGE_PIXELS - 1)
+        after_small = rss_mb()
+        large = trim_before_large_page(LARGE_PAGE_PIXELS)
+        print(json.dumps({"before": before, "after_small": after_small, "after_large": rss_mb(),
+                          "small": small, "large": large}))
+        """
+    )
+    assert got["small"] is False and got["large"] is True
+    assert got["after_small"] > got["before"] - 10  # nothing given back before a small page
+    assert got["after_large"] < got["before"] - 50  # most of the freed 86 MB given back

@@ -235,3 +235,30 @@ def test_a_handed_over_page_releases_the_detectors_memory_before_its_crops_are_r
         assert calls[-2:] == ["release", "recognize"]
     finally:
         del detector.release_memory, recognizer.recognize
+
+
+def test_a_jobs_before_page_hook_runs_for_each_page_before_it_is_read(engines):
+    """`ocr_pages(..., before_page)` (a worker's heap trim before a large page) is told
+    each page's size after it is decoded and before the detector reads it."""
+    from ocrq.process import ocr_pages
+
+    _, two_pass = engines
+    detector = two_pass.detector
+    events: list[tuple[str, int]] = []
+    detect_page = detector.detect_page
+
+    def spy(page):
+        events.append(("detect", page.shape[0] * page.shape[1]))
+        return detect_page(page)
+
+    pages = [render_page(SAMPLE_LINES[:2], height=18), render_page(SAMPLE_LINES[:1], height=30)]
+    sizes = [p.shape[0] * p.shape[1] for p in pages]
+    detector.detect_page = spy
+    try:
+        regions, _, count = ocr_pages(
+            two_pass, iter(pages), lambda pixels: events.append(("before", pixels))
+        )
+    finally:
+        del detector.detect_page
+    assert count == 2 and {r.page for r in regions} == {0, 1}
+    assert events == [(kind, n) for n in sizes for kind in ("before", "detect")]

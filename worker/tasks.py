@@ -15,7 +15,7 @@ from ocrq.process import Outcome, process_job
 from ocrq.storage import Store
 from worker import warm
 from worker.app import app
-from worker.heap import release_free_memory
+from worker.heap import release_free_memory, trim_before_large_page
 
 log = logging.getLogger("ocrq.worker")
 
@@ -52,6 +52,7 @@ def ocr_job(self, job_id: int) -> dict:  # type: ignore[no-untyped-def]
             int(job_id),
             state.worker_id,
             max_attempts=MAX_ATTEMPTS + self.request.retries,
+            before_page=trim_before_large_page,
         )
     except SoftTimeLimitExceeded:
         limit = app.conf.task_soft_time_limit
