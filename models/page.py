@@ -27,7 +27,7 @@ def read_page(engine: Engine, image: np.ndarray | PageBuffer) -> list[tuple[Regi
     if buffered and detect_page is not None:
         regions = detect_page(page)
         # The detector's arena still holds the page's activations; the recognizer would
-        # allocate on top of them. Receipts' peaks fell 380-414 -> 365-400 MB (fresh
+        # allocate on top of them. Receipts' peaks fell 376-414 -> 365-400 MB (fresh
         # processes, INT8, Xeon), in the same time: a worker empties it after the job anyway.
         release = getattr(engine.detector, "release_memory", None)
         if release is not None:

@@ -15,7 +15,8 @@ line images 15 % of their throughput through `ocrq run` (9.1 and 8.7 against 10.
 than one read on a warm heap (13 receipts and book pages, same process). So the trim is
 a ceiling, not a habit: a job is followed by one only when it left the process more than
 `SLACK_MB` above its loaded size, or took `TRIM_AFTER_SECONDS` or more (large pages;
-over memory_curve's 1,000 pages those trims cost no measurable time). With 128 MB, 22 of
+over memory_curve's 1,000 pages those trims cost no measurable time), and a page of 1 Mpx
+or more is read on a trimmed heap (`trim_before_large_page`). With 128 MB, 22 of
 the first 25 pages of memory_curve's mix were trimmed for; with 192 MB, RSS between jobs
 stays under loaded + 192 MB (about 370 MB for PP-OCR, under the 400 MB a worker is meant
 to stay below) and only the pages that would have left more pay: 6 trims in 1,000 pages,
@@ -108,9 +109,12 @@ def trim_before_large_page(pixels: int) -> bool:
     """Before a page of `pixels` is read: if it is large, give back the free heap the jobs
     before it left (small jobs stay under the slack rule, so up to `SLACK_MB` of it), which
     the detector's arena for a large page, mapped apart from the heap, cannot reuse.
-    Measured with scripts/memory_curve.py (Xeon, INT8, 150 pages of lines, receipts and
-    book pages, two runs each, 2026-11-30): high-water 416 and 418 -> 405 and 408 MB, in
-    the same time (65-66 and 61-64 s). True if the heap was trimmed."""
+    Measured with scripts/memory_curve.py (Xeon, INT8, lines, receipts and book pages in
+    turn, 2026-11-30): over 1,000 pages the high-water fell 430 -> 408 MB in the same time
+    (310 and 304 s); over 150 pages, two runs each, 416 and 418 -> 405 and 408 MB. A large
+    page that follows another one finds the heap already trimmed after that job (it took
+    over `TRIM_AFTER_SECONDS`), so this costs it nothing more. True if the heap was
+    trimmed."""
     if pixels < LARGE_PAGE_PIXELS:
         return False
     trim = _malloc_trim()
