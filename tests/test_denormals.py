@@ -66,3 +66,39 @@ def test_ppocr_detector_has_denormals_and_output_is_identical():
     flushed = open_session(path).run(None, {"x": tensor})[0]
     kept = open_session(path, flush_denormals=False).run(None, {"x": tensor})[0]
     np.testing.assert_array_equal(flushed, kept)
+
+
+def test_an_edited_graph_is_loaded_from_a_staged_file_that_is_then_deleted(tmp_path, monkeypatch):
+    """ORT loads an edited graph by path (a session from the bytes kept more memory); the
+    staged file is gone once the session exists, and where none can be written the bytes
+    are loaded as before."""
+    import tempfile
+
+    weights = np.array([[1.0, DENORMAL], [2.0, 0.5]], dtype=np.float32)
+    path = tmp_path / "m.onnx"
+    onnx.save(_matmul_model(weights), str(path))
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(staging))
+    import models.onnx_session as onnx_session
+
+    real = onnx_session.ort.InferenceSession
+    loaded: list = []
+
+    def spy(source, **kwargs):
+        loaded.append(source)
+        return real(source, **kwargs)
+
+    monkeypatch.setattr(onnx_session.ort, "InferenceSession", spy)
+    x = np.array([[3.0, 4.0]], dtype=np.float32)
+    session = open_session(path)
+    assert str(loaded[0]).startswith(str(staging))  # by path, from the staging dir
+    assert list(staging.iterdir()) == []  # and deleted
+    np.testing.assert_array_equal(session.run(None, {"x": x})[0], [[11.0, 2.0]])
+
+    def refuse(*args, **kwargs):
+        raise OSError("read-only temp dir")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    np.testing.assert_array_equal(open_session(path).run(None, {"x": x})[0], [[11.0, 2.0]])
+    assert isinstance(loaded[1], bytes)
