@@ -103,3 +103,13 @@ def test_passes_at_or_below_the_threshold_and_single_passes_read_whole(small_pri
     runs.clear()
     detector.detect_at(small_print, cfg, means)  # given means, but not above the threshold
     assert runs == [(1984, False)]
+
+
+def test_the_pool_means_a_pass_returns_are_not_views_of_the_arena():
+    """The probe's pool means are kept for the fine pass; as views of ONNX Runtime's
+    outputs they held a region of the detector's arena that `release_memory` could then
+    not hand back (about 30 MB on a 35-Mpx receipt)."""
+    detector = load(FP32, Path(".")).detector
+    page = render_page(["Pools are measured here."], height=30)
+    _, means = detector.detect_measuring(page, detector.config)
+    assert means and all(m.flags.owndata and m.base is None for m in means)
