@@ -113,3 +113,23 @@ def test_the_pool_means_a_pass_returns_are_not_views_of_the_arena():
     page = render_page(["Pools are measured here."], height=30)
     _, means = detector.detect_measuring(page, detector.config)
     assert means and all(m.flags.owndata and m.base is None for m in means)
+
+
+def test_emptying_the_arena_twice_with_no_pass_between_runs_once(monkeypatch):
+    """A worker empties the detector's arena after detection and again after the job; with
+    no pass between, the second (a whole 32x32 run) is skipped, and a pass re-arms it."""
+    import models.onnx_session as onnx_session
+
+    shrinks: list[int] = []
+    real = onnx_session.shrink_arena
+    monkeypatch.setattr(
+        onnx_session, "shrink_arena", lambda s, feed: (shrinks.append(1), real(s, feed))[1]
+    )
+    detector = load(FP32, Path(".")).detector
+    detector.release_memory()  # whatever loading left: handed back
+    detector.release_memory()
+    assert len(shrinks) == 1
+    detector.detect(render_page(["One pass."], height=30))
+    detector.release_memory()
+    detector.release_memory()
+    assert len(shrinks) == 2
