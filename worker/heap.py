@@ -97,12 +97,10 @@ def release_free_memory(
     long_job = since is not None and now - since >= TRIM_AFTER_SECONDS
     if not force and not long_job and _loaded is not None and rss_mb() - _loaded < SLACK_MB:
         return False
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
+    trimmed = _trim()
     if force or _loaded is None:
         _loaded = rss_mb()  # also where nothing could be released, so the rule has a base
-    return trim is not None
+    return trimmed
 
 
 def trim_before_large_page(pixels: int) -> bool:
@@ -115,8 +113,11 @@ def trim_before_large_page(pixels: int) -> bool:
     page that follows another one finds the heap already trimmed after that job (it took
     over `TRIM_AFTER_SECONDS`), so this costs it nothing more. True if the heap was
     trimmed."""
-    if pixels < LARGE_PAGE_PIXELS:
-        return False
+    return pixels >= LARGE_PAGE_PIXELS and _trim()
+
+
+def _trim() -> bool:
+    """Return all free heap pages to the OS (glibc); False where there is no such heap."""
     trim = _malloc_trim()
     if trim is not None:
         trim(0)
