@@ -62,7 +62,7 @@ def test_ppocr_detector_has_denormals_and_output_is_identical():
     path = resources.model_path(resources.DET_FILE)
     assert isinstance(graph_source(path), bytes)
     page = render_page(["Denormal weights", "flushed to zero 0.0"])
-    tensor = preprocess(page, DetectorConfig(max_side=640)).tensor
+    tensor = preprocess(page, DetectorConfig(max_side=640)).tensor()
     flushed = open_session(path).run(None, {"x": tensor})[0]
     kept = open_session(path, flush_denormals=False).run(None, {"x": tensor})[0]
     np.testing.assert_array_equal(flushed, kept)

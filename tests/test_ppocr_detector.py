@@ -40,12 +40,13 @@ def test_preprocess_normalizes_to_minus_one_one_and_pads_lines():
     line = np.full((40, 800, 3), 255, dtype=np.uint8)
     line[10:30, 100:700] = 0
     det_in = preprocess(line, cfg)
-    assert det_in.tensor.dtype == np.float32 and det_in.tensor.shape[:2] == (1, 3)
-    assert det_in.tensor.max() == pytest.approx(1.0) and det_in.tensor.min() == pytest.approx(-1.0)
+    tensor = det_in.tensor()
+    assert tensor.dtype == np.float32 and tensor.shape[:2] == (1, 3)
+    assert tensor.max() == pytest.approx(1.0) and tensor.min() == pytest.approx(-1.0)
     # 800/40 = 20 > max_aspect 16: padded to 50 rows (5 above and below), and a line
     # strip is not upscaled to min_side: 50x800 -> 64x800
     assert det_in.pad_top == vertical_pad(40, 800, cfg) == 5
-    assert det_in.tensor.shape[2:] == (64, 800)
+    assert tensor.shape[2:] == det_in.size == (64, 800)
     page = np.zeros((1000, 800, 3), dtype=np.uint8)
     assert preprocess(page, cfg).pad_top == 0
 
@@ -94,7 +95,7 @@ def test_order_clockwise_from_top_left():
 
 def test_to_regions_maps_back_to_image_pixels():
     quad = np.array([[10, 40], [90, 40], [90, 60], [10, 60]], dtype=np.float32)
-    det_in = DetInput(np.zeros((1, 3, 1, 1), np.float32), 2.0, 0.5, 5, (30, 300))
+    det_in = DetInput(np.zeros((1, 1, 3), np.uint8), 2.0, 0.5, 5, (30, 300))
     (region,) = to_regions([(quad, 0.8)], det_in)
     assert region.quad[0] == (20.0, 15.0)
     assert region.quad[2] == (180.0, 25.0)

@@ -133,3 +133,27 @@ def test_emptying_the_arena_twice_with_no_pass_between_runs_once(monkeypatch):
     detector.release_memory()
     detector.release_memory()
     assert len(shrinks) == 2
+
+
+def test_a_banded_pass_never_holds_the_whole_inputs_float32_tensor(small_print):
+    """The resized page is kept as uint8 and only a band's rows are normalized at a time:
+    numpy's allocations (traced by tracemalloc) peak well under the whole input's float32
+    tensor, which preprocessing used to build (37 MB for a UNLV page at 2000 px)."""
+    import tracemalloc
+
+    detector = load(FP32, Path(".")).detector
+    cfg = detector.config
+    _, means = detector.detect_measuring(small_print[:900, :1200], cfg)
+    tracemalloc.start()
+    try:
+        det_in = preprocess(small_print, cfg)
+        prob, _ = detector.probability_map(det_in, means, cfg)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    rows, cols = det_in.size
+    whole_tensor = 3 * rows * cols * 4
+    assert prob.shape == (rows, cols) == (1984, 1536)
+    # resized uint8 (3 B/px) + map (4 B/px) + one band of 384 rows (12 B/px): ~9 B/px
+    assert peak < 0.8 * whole_tensor, (peak, whole_tensor)
+    np.testing.assert_array_equal(det_in.tensor(100, 200), det_in.tensor()[:, :, 100:200])

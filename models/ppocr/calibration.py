@@ -65,7 +65,7 @@ def detector_inputs(count: int = 12) -> Iterator[np.ndarray]:
 
     cfg = DetectorConfig()
     for seed in range(count):
-        yield preprocess(render_text_page(seed), cfg).tensor
+        yield preprocess(render_text_page(seed), cfg).tensor()
 
 
 def recognizer_inputs(count: int = 12, batch: int = 8) -> Iterator[np.ndarray]:
