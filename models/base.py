@@ -1,6 +1,8 @@
 """The one small interface every engine backend implements.
 
-Images and crops are numpy arrays, HxWx3 uint8, RGB. A page flows
+Images are numpy uint8 arrays, HxWx3 RGB or HxW gray (`ocrq.images` keeps gray and
+bilevel scans in one channel); crops are always HxWx3 RGB (`models.crops`), so a
+recognizer sees one kind. A page flows
 image -> detect() -> regions -> crops -> recognize() -> lines.
 """
 

@@ -25,9 +25,15 @@ def _axis_aligned(q: np.ndarray) -> bool:
     )
 
 
+def as_rgb(image: np.ndarray) -> np.ndarray:
+    """An HxW gray image as HxWx3 (a crop: small); an RGB one as it is."""
+    return np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2 else image
+
+
 def crop_quad(image: np.ndarray, quad: Quad | np.ndarray, rotate_tall: float = 1.5) -> np.ndarray:
-    """Rectified crop of `quad` from `image` (HxWx3). A crop at least `rotate_tall` times
-    taller than wide is turned 90 degrees counter-clockwise (vertical text read as a line)."""
+    """Rectified HxWx3 crop of `quad` from `image` (HxWx3, or HxW gray: cut in gray, then
+    made RGB). A crop at least `rotate_tall` times taller than wide is turned 90 degrees
+    counter-clockwise (vertical text read as a line)."""
     q = np.asarray(quad, dtype=np.float32).reshape(4, 2)
     h_img, w_img = image.shape[:2]
     if _axis_aligned(q):
@@ -35,7 +41,7 @@ def crop_quad(image: np.ndarray, quad: Quad | np.ndarray, rotate_tall: float = 1
         x1, y1 = int(min(w_img, np.ceil(q[2, 0]))), int(min(h_img, np.ceil(q[2, 1])))
         crop = image[y0:y1, x0:x1]
         if crop.size == 0:
-            crop = np.zeros((1, 1, 3), dtype=np.uint8)
+            crop = np.zeros((1, 1, *image.shape[2:]), dtype=np.uint8)
     else:
         w, h = quad_size(q)
         dst = np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float32)
@@ -45,4 +51,4 @@ def crop_quad(image: np.ndarray, quad: Quad | np.ndarray, rotate_tall: float = 1
         )
     if crop.shape[0] >= rotate_tall * crop.shape[1]:
         crop = np.rot90(crop)
-    return np.ascontiguousarray(crop)
+    return np.ascontiguousarray(as_rgb(crop))

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from models.base import Engine, PageBuffer, Region, TextLine
-from models.crops import crop_quad
+from models.crops import as_rgb, crop_quad
 from models.order import group_lines, reading_order
 
 
@@ -21,8 +21,6 @@ def read_page(engine: Engine, image: np.ndarray | PageBuffer) -> list[tuple[Regi
     """
     buffered = isinstance(image, PageBuffer)
     page = image if buffered else PageBuffer(image)
-    if page.pixels.ndim == 2:
-        page.pixels = np.repeat(page.pixels[:, :, None], 3, axis=2)
     detect_page = getattr(engine.detector, "detect_page", None)
     if buffered and detect_page is not None:
         regions = detect_page(page)
@@ -81,7 +79,7 @@ def _small_image_fallback(engine: Engine, image: np.ndarray) -> list[tuple[Regio
     h, w = image.shape[:2]
     if min(h, w) > SMALL_IMAGE_SIDE or h < 4 or w < 4:
         return []
-    (line,) = engine.recognizer.recognize([image])
+    (line,) = engine.recognizer.recognize([as_rgb(image)])
     if not line.text.strip() or line.confidence < FALLBACK_MIN_CONFIDENCE:
         return []
     quad = ((0.0, 0.0), (float(w), 0.0), (float(w), float(h)), (0.0, float(h)))

@@ -1,4 +1,7 @@
-"""Safe image loading: bytes -> pages as HxWx3 uint8 RGB arrays, or `BadImage` with a reason.
+"""Safe image loading: bytes -> pages as uint8 arrays, or `BadImage` with a reason.
+
+A page is HxWx3 RGB, or HxW for a gray or bilevel image (most scans): one byte a pixel
+instead of three while the page is read (`models.base` says how stages take either).
 
 - Only well-known raster formats are parsed (Pillow would otherwise hand EPS to Ghostscript).
 - The pixel limit is checked from each page's header before any pixel is decoded; Pillow's
@@ -175,8 +178,11 @@ def _white_composite(im: Image.Image) -> Image.Image:
     return Image.alpha_composite(paper, rgba).convert("RGB")
 
 
-def to_rgb_array(im: Image.Image) -> np.ndarray:
-    """Any decoded Pillow image as a writable, C-contiguous HxWx3 uint8 RGB array."""
+def to_page_array(im: Image.Image) -> np.ndarray:
+    """Any decoded Pillow image as a writable, C-contiguous uint8 array: HxW for gray,
+    bilevel, 16-bit and float modes, HxWx3 RGB for the rest. Gray stays one channel: a
+    300-dpi bilevel page (UNLV, 8 Mpx) is 8 MB that way and 25 MB as RGB, beside the
+    detector's activations."""
     mode = im.mode
     if mode == "RGB":
         rgb = im
@@ -185,15 +191,12 @@ def to_rgb_array(im: Image.Image) -> np.ndarray:
     ):
         rgb = _white_composite(im)
     elif mode.startswith("I;16"):
-        gray = _scale_to_u8(np.asarray(im), 65535.0)
-        return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+        return _scale_to_u8(np.asarray(im), 65535.0)
     elif mode in ("I", "F"):
-        gray = _scale_to_u8(np.asarray(im), None)
-        return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+        return _scale_to_u8(np.asarray(im), None)
     elif mode in ("1", "L"):
-        # Gray to RGB in numpy: one byte per pixel leaves Pillow instead of three.
-        return _copy_in_strips(im.convert("L") if mode == "1" else im)
-    else:  # 1, L, P, CMYK, YCbCr, LAB, HSV, RGBX ...
+        return _copy_in_strips(im)
+    else:  # P, CMYK, YCbCr, LAB, HSV, RGBX ...
         rgb = im.convert("RGB")
     if rgb.mode != "RGB":
         raise BadImage(f"unsupported pixel mode {mode}")
@@ -205,19 +208,23 @@ STRIP_BYTES = 8 << 20
 
 
 def _copy_in_strips(im: Image.Image) -> np.ndarray:
-    """An RGB or L image as a new writable HxWx3 uint8 array, copied a band of rows at a
-    time. `np.asarray(im)` goes through one `tobytes()` of the whole page and gives a
-    read-only view, so a writable array held three copies of the page at once (Pillow's,
-    the bytes, ours). Loading a 35-Mpx receipt scan (sroie_294, a 100 MB page) peaked at
-    +341 MB that way, +268 MB this way, and took no longer."""
+    """An RGB (HxWx3), L or 1-bit (HxW) image as a new writable uint8 array, copied a band
+    of rows at a time. `np.asarray(im)` goes through one `tobytes()` of the whole page and
+    gives a read-only view, so a writable array held three copies of the page at once
+    (Pillow's, the bytes, ours). Loading a 35-Mpx receipt scan (sroie_294, a 100 MB page)
+    peaked at +341 MB that way, +268 MB this way, and took no longer."""
     w, h = im.size
-    channels = 3 if im.mode == "RGB" else 1
-    out = np.empty((h, w, 3), dtype=np.uint8)
-    rows = max(1, STRIP_BYTES // max(1, w * channels))
+    shape = (h, w, 3) if im.mode == "RGB" else (h, w)
+    out = np.empty(shape, dtype=np.uint8)
+    rows = max(1, STRIP_BYTES // max(1, w * (3 if im.mode == "RGB" else 1)))
     for top in range(0, h, rows):
         bottom = min(h, top + rows)
-        strip = np.frombuffer(im.crop((0, top, w, bottom)).tobytes(), dtype=np.uint8)
-        out[top:bottom] = strip.reshape(bottom - top, w, channels)  # gray broadcasts to 3
+        strip = im.crop((0, top, w, bottom))
+        if strip.mode == "1":  # a strip at a time, not a whole-page L copy first
+            strip = strip.convert("L")
+        out[top:bottom] = np.frombuffer(strip.tobytes(), dtype=np.uint8).reshape(
+            (bottom - top, *shape[1:])
+        )
     return out
 
 
@@ -246,14 +253,19 @@ def _jpeg_straight(im: Image.Image, data: bytes) -> np.ndarray | None:
     if _upright_tag(im) not in (0, 1):
         return None
     w, h = im.size
-    out = np.empty((h, w, 3), dtype=np.uint8)
+    gray = im.mode == "L"
+    out = np.empty((h, w, 1) if gray else (h, w, 3), dtype=np.uint8)
     try:  # strict: a corrupt-data warning is an error, and Pillow takes over
-        got = simplejpeg.decode_jpeg(data, colorspace="RGB", buffer=out, strict=True)
+        got = simplejpeg.decode_jpeg(
+            data, colorspace="GRAY" if gray else "RGB", buffer=out, strict=True
+        )
     except (ValueError, TypeError):
         return None
     # libjpeg reads the frame header itself: a size other than Pillow's would leave part
     # of `out` unwritten
-    return out if got.shape == out.shape else None
+    if got.shape != out.shape:
+        return None
+    return out[:, :, 0] if gray else out
 
 
 def _frame(im: Image.Image, fmt: str, data: bytes, limits: InputLimits) -> np.ndarray:
@@ -279,7 +291,7 @@ def _frame(im: Image.Image, fmt: str, data: bytes, limits: InputLimits) -> np.nd
     except Exception:  # noqa: BLE001 - malformed EXIF: keep the stored orientation
         upright = im
     try:
-        return to_rgb_array(upright)
+        return to_page_array(upright)
     except BadImage:
         raise
     except MemoryError:
@@ -380,7 +392,7 @@ def iter_pages(path: os.PathLike[str] | str, limits: InputLimits) -> Iterator[np
 
 
 def load_pages(path: os.PathLike[str] | str, limits: InputLimits) -> list[np.ndarray]:
-    """All pages of an image file as HxWx3 uint8 RGB arrays. Raises `BadImage`.
+    """All pages of an image file as uint8 arrays (HxWx3 RGB, or HxW gray). Raises `BadImage`.
 
     The path goes through `ocrq.inputs.check_input_path` (roots, type, size) before it is
     opened, so callers need not check it themselves.

@@ -39,3 +39,19 @@ def test_quad_size_uses_longer_sides():
     q = np.array([[0, 0], [100, 0], [110, 30], [0, 20]], dtype=np.float32)
     w, h = quad_size(q)
     assert w == 110 and h == round(float(np.hypot(10, 30)))
+
+
+def test_a_gray_page_gives_the_same_rgb_crops_as_its_rgb_copy():
+    """Gray and bilevel pages stay one channel (ocrq.images); their crops are cut in gray
+    and handed on as HxWx3, pixel for pixel what the page's RGB copy would give."""
+    rng = np.random.default_rng(5)
+    gray = rng.integers(0, 256, size=(120, 200), dtype=np.uint8)
+    rgb = np.repeat(gray[:, :, None], 3, axis=2)
+    straight = ((10.0, 5.0), (150.0, 5.0), (150.0, 45.0), (10.0, 45.0))
+    tilted = ((12.0, 60.0), (180.0, 52.0), (182.0, 90.0), (14.0, 98.0))
+    tall = ((20.0, 10.0), (40.0, 10.0), (40.0, 110.0), (20.0, 110.0))
+    for quad in (straight, tilted, tall):
+        crop = crop_quad(gray, quad)
+        assert crop.ndim == 3 and crop.shape[2] == 3 and crop.flags.c_contiguous
+        np.testing.assert_array_equal(crop, crop_quad(rgb, quad))
+    assert crop_quad(gray, ((5.0, 5.0), (5.0, 5.0), (5.0, 5.0), (5.0, 5.0))).shape == (1, 1, 3)

@@ -60,6 +60,21 @@ def test_read_page_in_reading_order(engine):
     assert all(0 < t.confidence <= 1 for _, t in pairs)
 
 
+def test_a_gray_page_reads_exactly_as_its_rgb_copy(engine):
+    """A gray or bilevel scan stays one channel from decoding to the crops; the detector
+    broadcasts it to the network's three, so boxes and text are those of its RGB copy."""
+    from models.base import PageBuffer
+
+    rgb = render_page(SAMPLE_LINES, height=36)
+    gray = np.ascontiguousarray(rgb[:, :, 0])
+    assert (np.repeat(gray[:, :, None], 3, axis=2) == rgb).all()  # the fixture is gray
+    want = read_page(engine, rgb)
+    assert read_page(engine, gray) == want
+    assert read_page(engine, PageBuffer(gray.copy())) == want  # as a worker hands it over
+    line = render_line("Batch OCR with pinned workers", height=40)  # padded as a strip
+    assert read_page(engine, np.ascontiguousarray(line[:, :, 0])) == read_page(engine, line)
+
+
 def test_read_page_on_a_single_line_image(engine):
     text = page_text(read_page(engine, render_line("Batch OCR with pinned workers", height=40)))
     assert cer(text, "Batch OCR with pinned workers") <= 0.04, text

@@ -76,7 +76,7 @@ class DetInput:
     instead of the whole input's (a UNLV page at 2000 px: 37 MB of float32, 9 MB as uint8).
     """
 
-    resized: np.ndarray  # HxWx3 uint8, H and W multiples of 32
+    resized: np.ndarray  # HxWx3 (or HxW gray) uint8, H and W multiples of 32
     scale_x: float  # map pixel -> padded image pixel
     scale_y: float
     pad_top: int  # rows added above the original image
@@ -89,10 +89,11 @@ class DetInput:
 
     def tensor(self, lo: int = 0, hi: int | None = None) -> np.ndarray:
         """Rows [lo:hi] as a 1x3xHxW float32 tensor, (x/255 - 0.5) / 0.5 in one fused
-        pass straight into NCHW."""
+        pass straight into NCHW (a gray image's one channel broadcast to all three)."""
         rows = self.resized[lo:hi]
+        planes = rows[None] if rows.ndim == 2 else rows.transpose(2, 0, 1)
         out = np.empty((1, 3, rows.shape[0], rows.shape[1]), dtype=np.float32)
-        np.multiply(rows.transpose(2, 0, 1), 2.0 / 255.0, out=out[0], casting="unsafe")
+        np.multiply(planes, 2.0 / 255.0, out=out[0], casting="unsafe")
         out -= 1.0
         return out
 
@@ -134,7 +135,7 @@ def preprocess(image: np.ndarray, cfg: DetectorConfig) -> DetInput:
         # so the padded band does not look like a dark object to the detector.
         border = np.concatenate([image[0], image[-1]])
         fill = np.median(border, axis=0).astype(np.uint8)
-        padded = np.empty((h0 + 2 * pad, w0, 3), dtype=np.uint8)
+        padded = np.empty((h0 + 2 * pad, *image.shape[1:]), dtype=np.uint8)
         padded[:] = fill
         padded[pad : pad + h0] = image
         image = padded
@@ -293,7 +294,7 @@ class PPOCRDetector:
 
     def _detect(self, page: PageBuffer, narrow: bool) -> list[Region]:
         shape = page.pixels.shape
-        if len(shape) != 3 or shape[0] < 2 or shape[1] < 2:
+        if len(shape) not in (2, 3) or shape[0] < 2 or shape[1] < 2:
             return []
         if self.config.probe_side > 0:
             from models.ppocr.scales import detect_two_pass

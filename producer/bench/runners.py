@@ -196,12 +196,14 @@ def _rapidocr() -> Reader:
     explicitly so it never tries to download, and one ORT thread per process."""
     import numpy as np
 
+    from models.crops import as_rgb
+
     ocr = offline_rapidocr()
 
     def read(path: Path, line_image: bool) -> Read:
         texts, boxes, lines = [], [], 0
         for page_no, image in enumerate(_pages(path)):
-            out = ocr(np.ascontiguousarray(image[:, :, ::-1]))  # RapidOCR takes BGR
+            out = ocr(np.ascontiguousarray(as_rgb(image)[:, :, ::-1]))  # RapidOCR takes BGR
             page_boxes = []
             if out.boxes is not None:
                 for quad, text in zip(out.boxes, out.txts, strict=True):
