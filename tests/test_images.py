@@ -365,3 +365,27 @@ def test_the_page_iterator_keeps_no_reference_to_the_page_it_handed_over():
     del page
     assert handed() is None
     assert next(pages, None) is None
+
+
+def test_a_colour_page_whose_channels_are_all_equal_is_kept_gray(monkeypatch):
+    """Gray scans saved in colour (a JPEG with neutral chroma, an RGB PNG of a gray page)
+    are read as one channel, pixel for pixel; one coloured pixel anywhere keeps RGB."""
+    import ocrq.images
+
+    monkeypatch.setattr(ocrq.images, "STRIP_BYTES", 50 * 3 * 7)  # 7 rows per strip
+    rng = np.random.default_rng(11)
+    gray = rng.integers(0, 256, size=(40, 50), dtype=np.uint8)
+    rgb = np.repeat(gray[:, :, None], 3, axis=2)
+    page = ocrq.images.gray_if_neutral(rgb)
+    assert page.shape == (40, 50) and page.flags.c_contiguous and page.flags.writeable
+    np.testing.assert_array_equal(page, gray)
+    for channel in (1, 2):
+        tinted = rgb.copy()
+        tinted[39, 49, channel] ^= 1  # in the last strip, last pixel
+        assert ocrq.images.gray_if_neutral(tinted) is tinted
+    decoded = decode_pages(_png(Image.fromarray(rgb)), LIMITS)[0]
+    np.testing.assert_array_equal(decoded, gray)
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "JPEG", quality=90)  # YCbCr with neutral chroma
+    jpeg = decode_pages(buf.getvalue(), LIMITS)[0]
+    assert jpeg.ndim == 2
