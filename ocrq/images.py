@@ -235,7 +235,7 @@ def _copy_in_strips(im: Image.Image) -> np.ndarray:
     w, h = im.size
     shape = (h, w, 3) if im.mode == "RGB" else (h, w)
     out = np.empty(shape, dtype=np.uint8)
-    rows = max(1, STRIP_BYTES // max(1, w * (3 if im.mode == "RGB" else 1)))
+    rows = max(1, STRIP_BYTES // max(1, out[0].nbytes))
     for top in range(0, h, rows):
         bottom = min(h, top + rows)
         strip = im.crop((0, top, w, bottom))
