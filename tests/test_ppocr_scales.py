@@ -102,9 +102,27 @@ def test_line_strips_and_small_images_take_one_pass(engines):
     _, two_pass = engines
     strip = render_page(SAMPLE_LINES[:1], height=40, margin=8)
     assert len(_sides(two_pass, strip)) == 1
-    small = _page(30, (900, 700))
+    small = _page(30, (900, 760))
     assert len(_sides(two_pass, small)) == 1
     assert two_pass.detector.config.probe_side == 896
+
+
+def test_a_small_page_of_large_print_is_read_once_at_its_own_scale(engines):
+    _, two_pass = engines
+    image = _page(40, (480, 680))  # below min_side: upscaling would read it at 1056x736
+    passes, pairs = _passes(two_pass, image)
+    assert [shape for shape, _ in passes] == [(480, 680)]
+    assert resize_ratio(480, 680, passes[0][1]) == 1.0
+    assert cer(page_text(pairs), "\n".join(SAMPLE_LINES[:4])) <= 0.02
+
+
+def test_small_print_on_a_small_page_is_read_again_scaled_up_as_far_as_it_needs(engines):
+    _, two_pass = engines
+    image = _page(16, (480, 680))
+    sides = _sides(two_pass, image)
+    upscaled = round(resize_ratio(480, 680, two_pass.detector.config) * 680)  # 1042
+    assert len(sides) == 2 and sides[0] == 680 and 680 * 1.2 < sides[1] <= upscaled
+    assert cer(page_text(read_page(two_pass, image)), "\n".join(SAMPLE_LINES[:4])) <= 0.05
 
 
 def test_text_window_grows_the_boxes_by_median_heights_and_skips_small_savings():
