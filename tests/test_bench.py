@@ -257,3 +257,18 @@ def test_bench_small_caps_setting_reaches_our_engine(tmp_path):
         assert data["meta"]["small_caps"] == setting
         cer[setting] = data["rows"][0]["cer"]
     assert cer["lower"] == 0.0 and cer["keep"] > 0.2, cer  # 12 letters read as capitals
+
+
+def test_rapidocr_reads_line_images_in_its_line_mode_and_pages_with_its_pipeline(tmp_path):
+    from producer.bench.runners import make_reader
+
+    read = make_reader(parse_runner("rapidocr", 1), str(tmp_path))
+    line = _save(render_line("Pack my box with six dozen", height=40), tmp_path / "l.png", "x")
+    as_line, as_page = read(line, True), read(line, False)
+    # Recognition only: the text, and no boxes (nothing was detected).
+    assert as_line.text == "Pack my box with six dozen" and as_line.lines == 1
+    assert as_line.boxes == []
+    assert as_page.boxes and "dozen" in as_page.text  # detection ran: boxes come back
+    page = _save(render_page(PAGE_TEXTS[1]), tmp_path / "p.png", "x")
+    paged = read(page, False)
+    assert paged.lines == 2 and "lazy dog" in paged.text
