@@ -13,7 +13,7 @@ from models.base import PageBuffer, Region
 from models.page import page_text, read_page
 from models.ppocr.detector import DetectorConfig, resize_ratio, target_size
 from models.ppocr.engine import PPOCRConfig, load
-from models.ppocr.scales import fine_side, text_window, with_missed
+from models.ppocr.scales import SMALL_PROBE_SHARE, fine_side, text_window, with_missed
 from ocrq.config import EngineOptions
 from ocrq.scoring import cer
 from tests.fixtures_text import SAMPLE_LINES, render_page
@@ -98,30 +98,40 @@ def test_small_print_keeps_the_full_scale(engines):
     assert _sides(two_pass, image) == [896, 2000]
 
 
-def test_line_strips_and_small_images_take_one_pass(engines):
+def test_line_strips_take_one_pass_and_small_images_a_probe_at_half_scale(engines):
     _, two_pass = engines
     strip = render_page(SAMPLE_LINES[:1], height=40, margin=8)
     assert len(_sides(two_pass, strip)) == 1
     small = _page(30, (900, 760))
-    assert len(_sides(two_pass, small)) == 1
+    full = max(target_size(900, 760, two_pass.detector.config))
+    assert _sides(two_pass, small)[0] == round(full * SMALL_PROBE_SHARE)
     assert two_pass.detector.config.probe_side == 896
 
 
-def test_a_small_page_of_large_print_is_read_once_at_its_own_scale(engines):
+def test_a_small_page_of_large_print_is_never_read_upscaled(engines):
     _, two_pass = engines
-    image = _page(40, (480, 680))  # below min_side: upscaling would read it at 1056x736
-    passes, pairs = _passes(two_pass, image)
-    assert [shape for shape, _ in passes] == [(480, 680)]
-    assert resize_ratio(480, 680, passes[0][1]) == 1.0
-    assert cer(page_text(pairs), "\n".join(SAMPLE_LINES[:4])) <= 0.02
+    image = _page(40, (480, 680))  # below min_side: one pass would read it at 1056x736
+    full = max(target_size(480, 680, two_pass.detector.config))
+    sides = _sides(two_pass, image)
+    assert sides[0] == round(full * SMALL_PROBE_SHARE) and max(sides) <= 680
+    assert cer(page_text(read_page(two_pass, image)), "\n".join(SAMPLE_LINES[:4])) <= 0.02
 
 
-def test_small_print_on_a_small_page_is_read_again_scaled_up_as_far_as_it_needs(engines):
+def test_a_mid_sized_page_of_large_print_gets_a_fine_pass_at_its_text_height(engines):
+    _, two_pass = engines
+    image = _page(56, (800, 1024))  # too small for the 896-px probe: once, one 1024-px pass
+    sides = _sides(two_pass, image)
+    assert len(sides) == 2 and sides[0] == 512 and 512 * 1.2 < sides[1] < 1024 * 0.85
+    assert cer(page_text(read_page(two_pass, image)), "\n".join(SAMPLE_LINES[:4])) <= 0.02
+
+
+def test_small_print_on_a_small_page_is_read_at_full_scale_after_the_probe(engines):
     _, two_pass = engines
     image = _page(16, (480, 680))
+    full = max(target_size(480, 680, two_pass.detector.config))  # 1056, upscaled
     sides = _sides(two_pass, image)
-    upscaled = round(resize_ratio(480, 680, two_pass.detector.config) * 680)  # 1042
-    assert len(sides) == 2 and sides[0] == 680 and 680 * 1.2 < sides[1] <= upscaled
+    assert sides[0] == round(full * SMALL_PROBE_SHARE) and len(sides) == 2
+    assert abs(sides[1] - full) <= 32
     assert cer(page_text(read_page(two_pass, image)), "\n".join(SAMPLE_LINES[:4])) <= 0.05
 
 

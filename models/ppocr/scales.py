@@ -35,6 +35,9 @@ WORTH_SHRINKING = 0.85
 # but lost accuracy when cropped (UNLV 8071 1.56 -> 3.85 % CER, book pages 1.12 ->
 # 1.16 %): the network's global-average pools read the page's margins too.
 WORTH_CROPPING = 0.5
+# An image too small for the probe is probed at this share of its single-pass long side
+# (a quarter of the pixels).
+SMALL_PROBE_SHARE = 0.5
 # Probe boxes are checked against the fine pass on a mask at most this many pixels long.
 MISSED_MASK_SIDE = 1024
 # Only line-like probe boxes are added back: the probe's stray marks and single glyphs
@@ -64,7 +67,7 @@ def detect_two_pass(detector, page: PageBuffer, narrow: bool = False) -> list[Re
     h, w = image.shape[:2]
     full = max(target_size(h, w, cfg))
     if vertical_pad(h, w, cfg) or full <= cfg.probe_side * CLOSE_ENOUGH:
-        return detect_small(detector, image, cfg)  # a line strip, or small enough already
+        return detect_small(detector, image, cfg)  # a line strip, or too small to probe
     probe_cfg = replace(cfg, max_side=cfg.probe_side)
     coarse, page_means = detector.detect_measuring(image, probe_cfg)
     del image  # so that narrowing the page frees the rest of it
@@ -80,22 +83,25 @@ def detect_two_pass(detector, page: PageBuffer, narrow: bool = False) -> list[Re
 
 
 def detect_small(detector, image: np.ndarray, cfg: DetectorConfig) -> list[Region]:
-    """Regions of an image too small for a probe. One whose short side is below
-    `min_side` is read at its own scale first, and those boxes are kept when their text
-    is already as tall as the two-pass rule asks (`text_height`, within `CLOSE_ENOUGH`);
-    smaller print is read again, scaled up only as far as that rule asks (at most to
-    `min_side`). Upscaling to `min_side` alone read a 640x480 page at 981x736, 2.4 times
-    the pixels, for large print that needed none of them."""
+    """Regions of an image too small for the `probe_side` probe: the same two-pass rule
+    with a probe at `SMALL_PROBE_SHARE` of its single-pass scale (never upscaled). Large
+    print keeps the probe's boxes or gets a fine pass at its own text height; small
+    print gets the single pass as before, after a probe that cost a quarter of it.
+    One pass read eurotext (1024x800, text boxes 51 px) at 1024 px where 642 puts its
+    text at `text_height`, and phototest (640x480) upscaled to 981x736."""
     h, w = image.shape[:2]
-    if vertical_pad(h, w, cfg) or min(h, w) >= cfg.min_side:
+    full = max(target_size(h, w, cfg))
+    if vertical_pad(h, w, cfg):  # a line strip: one pass at its own scale
         return detector.detect_at(image, cfg)
-    native = detector.detect_at(image, replace(cfg, min_side=0))
-    if not native:
+    probe_cfg = replace(cfg, min_side=0, max_side=full * SMALL_PROBE_SHARE)
+    coarse = detector.detect_at(image, probe_cfg)
+    if not coarse:
         return detector.detect_at(image, cfg)
-    side = fine_side(h, w, native, cfg, max(target_size(h, w, cfg)))
-    if side <= max(h, w) * CLOSE_ENOUGH:
-        return native
-    return detector.detect_at(image, replace(cfg, max_side=side))
+    side = fine_side(h, w, coarse, cfg, full)
+    if side <= max(target_size(h, w, probe_cfg)) * CLOSE_ENOUGH:
+        return coarse
+    fine_cfg = cfg if side >= full * WORTH_SHRINKING else replace(cfg, max_side=side)
+    return with_missed(detector.detect_at(image, fine_cfg), coarse, (h, w), cfg.missed_coverage)
 
 
 def detect_window(
