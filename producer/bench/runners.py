@@ -6,8 +6,9 @@ classifier, recognition), the Tesseract CLI with its default page segmentation. 
 sets each peer runs in its own one-line mode, as the targets we are measured against
 were taken: Tesseract with `--psm 7`, RapidOCR with recognition only (`use_det=False,
 use_cls=False`). Its full pipeline on the UW-III lines read 2.96 % CER at 1.1 s a line
-(detection of a padded, upscaled strip); its angle classifier alone turns whole lines
-upside down (4.33 %); recognition only read 0.63 % at 0.073 s, the issue's figures.
+(detection of a padded, upscaled strip); recognition with its angle classifier read
+4.33 % (it turns whole lines upside down); recognition alone read 0.63 % at 0.073 s,
+the issue's figures.
 
 A runner is named on the command line (`ours-fp32`, `ours-int8`, `queue`, `rapidocr`,
 `tesseract`, optionally `@N` for N processes). `make_reader(kind, args)` loads it once
