@@ -59,48 +59,54 @@ def fine_side(h: int, w: int, coarse: list[Region], cfg: DetectorConfig, full: i
     return int(min(full, max(h, w) * cfg.text_height / max(median, 1.0)))
 
 
+def fine_config(
+    h: int, w: int, coarse: list[Region], cfg: DetectorConfig, full: int, probe_cfg
+) -> DetectorConfig | None:
+    """The fine pass's settings after a probe with `probe_cfg` found `coarse`: the full
+    single pass when the text asks for nearly its scale (or nothing was found), a pass
+    at the text's own scale, or None when that is the probe's scale and its boxes stand."""
+    side = fine_side(h, w, coarse, cfg, full)
+    if side >= full * WORTH_SHRINKING:
+        return cfg
+    if side <= max(target_size(h, w, probe_cfg)) * CLOSE_ENOUGH:
+        return None
+    return replace(cfg, max_side=side)
+
+
 def detect_two_pass(detector, page: PageBuffer, narrow: bool = False) -> list[Region]:
     """Regions in page pixels. With `narrow`, a fine pass over a window of the page first
     narrows `page` to that window (`detect_window`)."""
     cfg: DetectorConfig = detector.config
     image = page.pixels
     h, w = image.shape[:2]
+    if vertical_pad(h, w, cfg):  # a line strip: one pass at its own scale
+        return detector.detect_at(image, cfg)
     full = max(target_size(h, w, cfg))
-    if vertical_pad(h, w, cfg) or full <= cfg.probe_side * CLOSE_ENOUGH:
-        return detect_small(detector, image, cfg)  # a line strip, or too small to probe
+    if full <= cfg.probe_side * CLOSE_ENOUGH:
+        return detect_small(detector, image, cfg, full)
     probe_cfg = replace(cfg, max_side=cfg.probe_side)
     coarse, page_means = detector.detect_measuring(image, probe_cfg)
     del image  # so that narrowing the page frees the rest of it
-    side = fine_side(h, w, coarse, cfg, full)
-    if side >= full * WORTH_SHRINKING:
-        fine_cfg = cfg
-    elif side <= max(target_size(h, w, probe_cfg)) * CLOSE_ENOUGH:
+    fine_cfg = fine_config(h, w, coarse, cfg, full, probe_cfg)
+    if fine_cfg is None:
         return coarse
-    else:
-        fine_cfg = replace(cfg, max_side=side)
     fine = detect_window(detector, page, coarse, fine_cfg, page_means, narrow)
     return with_missed(fine, coarse, (h, w), cfg.missed_coverage)
 
 
-def detect_small(detector, image: np.ndarray, cfg: DetectorConfig) -> list[Region]:
-    """Regions of an image too small for the `probe_side` probe: the same two-pass rule
-    with a probe at `SMALL_PROBE_SHARE` of its single-pass scale (never upscaled). Large
-    print keeps the probe's boxes or gets a fine pass at its own text height; small
-    print gets the single pass as before, after a probe that cost a quarter of it.
-    One pass read eurotext (1024x800, text boxes 51 px) at 1024 px where 642 puts its
-    text at `text_height`, and phototest (640x480) upscaled to 981x736."""
+def detect_small(detector, image: np.ndarray, cfg: DetectorConfig, full: int) -> list[Region]:
+    """Regions of an image whose single pass (`full` px long) is too small for the
+    `probe_side` probe: the same two-pass rule with a probe at `SMALL_PROBE_SHARE` of that
+    scale (never upscaled). Large print keeps the probe's boxes or gets a fine pass at its
+    own text height; small print gets the single pass as before, after a probe that cost
+    a quarter of it. One pass read eurotext (1024x800, text boxes 51 px) at 1024 px where
+    642 puts its text at `text_height`, and phototest (640x480) upscaled to 981x736."""
     h, w = image.shape[:2]
-    full = max(target_size(h, w, cfg))
-    if vertical_pad(h, w, cfg):  # a line strip: one pass at its own scale
-        return detector.detect_at(image, cfg)
     probe_cfg = replace(cfg, min_side=0, max_side=full * SMALL_PROBE_SHARE)
     coarse = detector.detect_at(image, probe_cfg)
-    if not coarse:
-        return detector.detect_at(image, cfg)
-    side = fine_side(h, w, coarse, cfg, full)
-    if side <= max(target_size(h, w, probe_cfg)) * CLOSE_ENOUGH:
+    fine_cfg = fine_config(h, w, coarse, cfg, full, probe_cfg)
+    if fine_cfg is None:
         return coarse
-    fine_cfg = cfg if side >= full * WORTH_SHRINKING else replace(cfg, max_side=side)
     return with_missed(detector.detect_at(image, fine_cfg), coarse, (h, w), cfg.missed_coverage)
 
 
