@@ -10,8 +10,8 @@ from models.ppocr.engine import load
 from models.ppocr.smallcaps import (
     _baseline,
     glyph_ascents,
-    has_capital_pair,
     ink_mask,
+    needs_measuring,
     recase_small_caps,
 )
 from models.registry import load_engine
@@ -59,8 +59,26 @@ def test_a_line_in_full_capitals_is_left_alone():
 
 
 def test_only_lines_with_a_word_of_two_capitals_are_measured():
-    assert has_capital_pair("Mr. EDWIN Landseer") and has_capital_pair("IV.")
-    assert not has_capital_pair("Mr. Edwin Landseer, A. B. Smith")
+    assert needs_measuring("Mr. EDWIN Landseer", lower=True)
+    assert needs_measuring("IV.", lower=True)
+    assert not needs_measuring("Mr. Edwin Landseer, A. B. Smith", lower=True)
+    # written in capitals, a word read all in capitals is already what it would become
+    assert not needs_measuring("TOTAL RM 12.50 IV.", lower=False)
+    assert needs_measuring("Mr. KInNEY", lower=False)
+    assert not needs_measuring("Mr. Kinney, A. B. Smith", lower=False)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["TOTAL RM 12.50", "THE KING SAID: STRASSE", "Mr. Kinney", "A. B. SMITH & CO.", "STRAßE"],
+)
+def test_a_line_not_measured_in_capitals_mode_is_never_changed_by_it(text):
+    """Skipping the measurement is exact: whatever the glyphs' heights, `recase_small_caps`
+    would have returned the line as read."""
+    assert not needs_measuring(text, lower=False)
+    for ascent in (np.full(len(text), 20.0), np.linspace(5.0, 30.0, len(text))):
+        ascent[0] = 30.0  # a full-height first capital sets the line's capital height
+        assert recase_small_caps(text, ascent, lower=False) == text
 
 
 def test_ink_is_the_smaller_class_light_text_on_dark_too():

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from models.base import TextLine
-from models.ppocr.smallcaps import glyph_ascents, has_capital_pair, recase_small_caps
+from models.ppocr.smallcaps import glyph_ascents, needs_measuring, recase_small_caps
 
 REC_HEIGHT = 48
 WIDTH_STEP = 8  # the network's horizontal stride: one CTC step per 8 input columns
@@ -222,7 +222,8 @@ class PPOCRRecognizer:
             for row, (i, (idx, steps, p)) in enumerate(zip(bucket, paths, strict=True)):
                 tokens = [self.charset[j] for j in idx]
                 text = "".join(tokens)
-                if cfg.small_caps != "off" and has_capital_pair(text):
+                lower = cfg.small_caps == "lower"
+                if cfg.small_caps != "off" and needs_measuring(text, lower):
                     text = self._small_caps(text, tokens, steps, batch[row, :, :, : widths[i]])
                 results[i] = TextLine(text, confidence(p))
         return [r if r is not None else TextLine("", 0.0) for r in results]
