@@ -208,6 +208,7 @@ class PPOCRRecognizer:
 
     def recognize(self, crops: Sequence[np.ndarray]) -> list[TextLine]:
         cfg = self.config
+        lower = cfg.small_caps == "lower"
         results: list[TextLine | None] = [None] * len(crops)
         widths = [resized_width(c.shape[0], c.shape[1], cfg) for c in crops]
         buckets = width_buckets(
@@ -222,14 +223,16 @@ class PPOCRRecognizer:
             for row, (i, (idx, steps, p)) in enumerate(zip(bucket, paths, strict=True)):
                 tokens = [self.charset[j] for j in idx]
                 text = "".join(tokens)
-                lower = cfg.small_caps == "lower"
                 if cfg.small_caps != "off" and needs_measuring(text, lower):
-                    text = self._small_caps(text, tokens, steps, batch[row, :, :, : widths[i]])
+                    crop = batch[row, :, :, : widths[i]]
+                    text = self._small_caps(text, tokens, steps, crop, lower)
                 results[i] = TextLine(text, confidence(p))
         return [r if r is not None else TextLine("", 0.0) for r in results]
 
-    def _small_caps(self, text: str, tokens: list[str], steps: np.ndarray, crop) -> str:
+    def _small_caps(
+        self, text: str, tokens: list[str], steps: np.ndarray, crop, lower: bool
+    ) -> str:
         """`recase_small_caps` with each character placed at its token's CTC step."""
         columns = np.repeat(steps * WIDTH_STEP, [len(t) for t in tokens])
         ascent = glyph_ascents(crop.mean(axis=0), columns)
-        return recase_small_caps(text, ascent, lower=self.config.small_caps == "lower")
+        return recase_small_caps(text, ascent, lower=lower)
