@@ -102,3 +102,25 @@ def render_runs(
             centres.append(x + width / 2)
             x += width
     return np.asarray(image)[:, : int(x) + 12].copy(), centres
+
+
+def render_spaced(
+    pieces: list[tuple[str, int]], height: int = 48, font: str = "DejaVuSerif.ttf", size: int = 26
+) -> tuple[np.ndarray, str, list[float]]:
+    """Draw (word, gap) pieces on one baseline, each word followed by a blank of `gap`
+    pixels (0: none, the next word touches), as set type with chosen spaces. Returns the
+    image, the text (a space for each gap) and each character's centre column."""
+    face = load_font(font, size)
+    image = Image.new("RGB", (3000, height), (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    x, baseline, text, centres = 12.0, height * 0.7, "", []
+    for word, gap in pieces:
+        for ch in word:
+            width = draw.textlength(ch, font=face)
+            draw.text((x, baseline), ch, font=face, fill=(0, 0, 0), anchor="ls")
+            text, x = text + ch, x + width
+            centres.append(x - width / 2)
+        if gap:
+            text, x = text + " ", x + gap
+            centres.append(x - gap / 2)
+    return np.asarray(image)[:, : int(x) + 12].copy(), text, centres

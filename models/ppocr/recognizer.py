@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from models.base import TextLine
+from models.ppocr import spacing
 from models.ppocr.smallcaps import glyph_ascents, needs_measuring, recase_small_caps
 
 REC_HEIGHT = 48
@@ -55,6 +56,9 @@ class RecognizerConfig:
     # "capitals" writes them in capitals (not the mixed case read), "lower" in lower case
     # after the first letter (EngineOptions.small_caps == "lower"), "off" as read.
     small_caps: str = "capitals"
+    # Drop the thin spaces older print sets before ; : ! ? (models/ppocr/spacing.py),
+    # measured against the line's word spaces; False writes every space read.
+    thin_spaces: bool = True
     # Crops are scaled to height 48 and to this fraction of the width that would keep
     # their aspect: the network reads glyphs a little narrower than true shape at least as
     # well, and its work is proportional to width. Measured side by side on all four eval
@@ -223,8 +227,11 @@ class PPOCRRecognizer:
             for row, (i, (idx, steps, p)) in enumerate(zip(bucket, paths, strict=True)):
                 tokens = [self.charset[j] for j in idx]
                 text = "".join(tokens)
+                crop = batch[row, :, :, : widths[i]]
+                if cfg.thin_spaces and spacing.needs_measuring(text):
+                    tokens, steps = spacing.drop_thin_spaces(tokens, steps, crop.mean(axis=0))
+                    text = "".join(tokens)
                 if cfg.small_caps != "off" and needs_measuring(text, lower):
-                    crop = batch[row, :, :, : widths[i]]
                     text = self._small_caps(text, tokens, steps, crop, lower)
                 results[i] = TextLine(text, confidence(p))
         return [r if r is not None else TextLine("", 0.0) for r in results]
