@@ -36,16 +36,17 @@ def check_precision(precision: str) -> None:
 
 
 # What `--small-caps` / OCRQ_SMALL_CAPS accept (ppocr only; models/ppocr/smallcaps.py).
-SMALL_CAPS = ("keep", "lower")
+SMALL_CAPS = ("auto", "keep", "lower")
 
 
 def check_small_caps(options: EngineOptions, supported: bool) -> None:
-    """Refuse an unknown `small_caps`, or `lower` on an engine that cannot measure glyphs."""
+    """Refuse an unknown `small_caps`, or `lower` on an engine that cannot measure glyphs
+    (those write small capitals as read, under `auto` and `keep` alike)."""
     if options.small_caps not in SMALL_CAPS:
         raise ModelError(
             f"small caps must be one of {', '.join(SMALL_CAPS)}, not {options.small_caps!r}"
         )
-    if options.small_caps != "keep" and not supported:
+    if options.small_caps == "lower" and not supported:
         raise ModelError(f"--small-caps {options.small_caps} needs the ppocr engine")
 
 
@@ -63,10 +64,12 @@ class EngineOptions:
     max_new_tokens: int = 64  # TrOCR decoding cap
     num_beams: int = 1  # TrOCR beam search width (1 = greedy)
     # Words printed in small capitals: "keep" them in capitals (how the UW-III and UNLV
-    # truths transcribe them; the recognizer's mixed case, "KInNEY", is made whole) or
+    # truths transcribe them; the recognizer's mixed case, "KInNEY", is made whole),
     # "lower" them to the letters they stand for ("The Palace of the King", as book
-    # transcriptions write them).
-    small_caps: str = "keep"
+    # transcriptions write them), or "auto": lowered in running text ("Mr. Edwin
+    # Landseer"), capitals in headings, bylines and author lists and for words with no
+    # full-height capital ("HE MOPED.", acronyms). See models/ppocr/smallcaps.py.
+    small_caps: str = "auto"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

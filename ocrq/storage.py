@@ -152,8 +152,9 @@ def _sqlite_pragmas(engine: Engine) -> None:
 
 
 def model_key(engine: str, model: str | None, precision: str, small_caps: str = "keep") -> str:
-    """What makes two results of the same bytes differ; the default small-caps setting
-    adds nothing, so keys recorded before it existed still match."""
+    """What makes two results of the same bytes differ. Small caps `keep`, the only
+    setting before the option existed (and the default until `auto`), adds nothing, so
+    keys recorded then still match the results they name."""
     key = f"{engine}:{model or 'default'}:{precision}"
     return key if small_caps == "keep" else f"{key}:small-caps-{small_caps}"
 

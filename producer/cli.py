@@ -98,12 +98,13 @@ def engine_options(func: Callable) -> Callable:
         click.option(
             "--small-caps",
             envvar="OCRQ_SMALL_CAPS",
-            default="keep",
+            default="auto",
             show_default=True,
             type=click.Choice(SMALL_CAPS),
             help="Words printed in small capitals (ppocr; env OCRQ_SMALL_CAPS): keep them "
-            "in capitals ('KINNEY', not the mixed case read), or lower them ('The Palace "
-            "of the King', as books are transcribed).",
+            "in capitals ('KINNEY', not the mixed case read), lower them ('The Palace "
+            "of the King', as books are transcribed), or auto: lowered in running text, "
+            "capitals in headings, bylines and acronyms.",
         ),
     ]
     return functools.reduce(lambda f, d: d(f), reversed(decorators), func)

@@ -246,7 +246,7 @@ def test_bench_small_caps_setting_reaches_our_engine(tmp_path):
     image, _ = render_runs(BYLINE)
     _save(image, tmp_path / "book" / "byline.png", "Drawn by Mr. Edwin Landseer")
     cer = {}
-    for setting in ("keep", "lower"):
+    for setting in ("keep", "lower", "auto"):
         out = tmp_path / f"{setting}.json"
         args = [str(tmp_path / "book"), "-r", "ours-fp32@1", "--small-caps", setting]
         result = CliRunner().invoke(
@@ -257,6 +257,7 @@ def test_bench_small_caps_setting_reaches_our_engine(tmp_path):
         assert data["meta"]["small_caps"] == setting
         cer[setting] = data["rows"][0]["cer"]
     assert cer["lower"] == 0.0 and cer["keep"] > 0.2, cer  # 12 letters read as capitals
+    assert cer["auto"] == 0.0, cer  # a name in running text: lowered
 
 
 def test_rapidocr_reads_line_images_in_its_line_mode_and_pages_with_its_pipeline(tmp_path):

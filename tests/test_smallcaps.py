@@ -10,6 +10,7 @@ from models.ppocr.engine import load
 from models.ppocr.smallcaps import (
     _baseline,
     glyph_ascents,
+    in_running_text,
     ink_mask,
     needs_measuring,
     recase_small_caps,
@@ -39,12 +40,12 @@ def test_words_in_small_capitals_are_lowered_and_true_capitals_kept():
     )
     read = "IV. The PALACE OF THE KING"
     ascent = glyph_ascents(image.mean(axis=2), np.array(centres))
-    assert recase_small_caps(read, ascent, lower=True) == "IV. The Palace of the King"
+    assert recase_small_caps(read, ascent, "lower") == "IV. The Palace of the King"
     # the mixed case the recognizer reads in small capitals is made whole for `keep`
     mixed = "IV. The PAlACE OF THE KING"
-    assert recase_small_caps(mixed, ascent, lower=False) == read
+    assert recase_small_caps(mixed, ascent, "capitals") == read
     # one character for one: a letter whose capital is two ("ß" -> "SS") stays as read
-    assert recase_small_caps("IV. The PAßACE OF THE KING", ascent, lower=False) == (
+    assert recase_small_caps("IV. The PAßACE OF THE KING", ascent, "capitals") == (
         "IV. The PAßACE OF THE KING"
     )
 
@@ -53,32 +54,69 @@ def test_a_line_in_full_capitals_is_left_alone():
     image, centres = render_runs([("CHAPTER III. THE KING", False)])
     read = "CHAPTER III. THE KING"
     ascent = glyph_ascents(image.mean(axis=2), np.array(centres))
-    assert recase_small_caps(read, ascent, lower=True) == read
+    assert recase_small_caps(read, ascent, "lower") == read
     mixed = "CHAPTER III. THE KInG"  # a misread in full capitals is no small-capital word
-    assert recase_small_caps(mixed, ascent, lower=False) == mixed
+    assert recase_small_caps(mixed, ascent, "capitals") == mixed
 
 
 def test_only_lines_with_a_word_of_two_capitals_are_measured():
-    assert needs_measuring("Mr. EDWIN Landseer", lower=True)
-    assert needs_measuring("IV.", lower=True)
-    assert not needs_measuring("Mr. Edwin Landseer, A. B. Smith", lower=True)
+    assert needs_measuring("Mr. EDWIN Landseer", "lower")
+    assert needs_measuring("IV.", "lower")
+    assert not needs_measuring("Mr. Edwin Landseer, A. B. Smith", "lower")
     # written in capitals, a word read all in capitals is already what it would become
-    assert not needs_measuring("TOTAL RM 12.50 IV.", lower=False)
-    assert needs_measuring("Mr. KInNEY", lower=False)
-    assert not needs_measuring("Mr. Kinney, A. B. Smith", lower=False)
+    assert not needs_measuring("TOTAL RM 12.50 IV.", "capitals")
+    assert needs_measuring("Mr. KInNEY", "capitals")
+    assert not needs_measuring("Mr. Kinney, A. B. Smith", "capitals")
 
 
+@pytest.mark.parametrize("mode", ["capitals", "auto"])
 @pytest.mark.parametrize(
     "text",
-    ["TOTAL RM 12.50", "THE KING SAID: STRASSE", "Mr. Kinney", "A. B. SMITH & CO.", "STRAßE"],
+    ["TOTAL RM 12.50", "THE KING SAID: STRASSE", "Mr. Kinney", "A. B. SMITH & CO.", "STRAßE"]
+    + ["B. N. SEMENOV, A. I. AMIROV", "THE OLD SHIP so us"],
 )
-def test_a_line_not_measured_in_capitals_mode_is_never_changed_by_it(text):
+def test_a_line_not_measured_is_never_changed(text, mode):
     """Skipping the measurement is exact: whatever the glyphs' heights, `recase_small_caps`
     would have returned the line as read."""
-    assert not needs_measuring(text, lower=False)
+    assert not needs_measuring(text, mode)
     for ascent in (np.full(len(text), 20.0), np.linspace(5.0, 30.0, len(text))):
         ascent[0] = 30.0  # a full-height first capital sets the line's capital height
-        assert recase_small_caps(text, ascent, lower=False) == text
+        assert recase_small_caps(text, ascent, mode) == text
+
+
+def _ascents(runs):
+    image, centres = render_runs(runs)
+    return glyph_ascents(image.mean(axis=2), np.array(centres))
+
+
+def test_auto_lowers_small_capitals_in_running_text_only():
+    byline = _ascents([("Drawn by Mr. ", False), ("E", False), ("dwin", True)])
+    assert recase_small_caps("Drawn by Mr. EDwIN", byline, "auto") == "Drawn by Mr. Edwin"
+    # a heading (no word read in lower case): capitals, as `keep` writes it
+    heading = _ascents(
+        [("IV. ", False), ("T", False), ("he ", True), ("P", False), ("alace", True)]
+    )
+    assert recase_small_caps("IV. THE PAlACE", heading, "auto") == "IV. THE PALACE"
+    assert recase_small_caps("IV. THE PAlACE", heading, "lower") == "IV. The Palace"
+
+
+def test_auto_writes_a_word_with_no_full_capital_in_capitals():
+    # a lead-in set all in small capitals: lowered it would lose its sentence capital
+    ascent = _ascents([("he moped.", True), (" She sighed", False)])
+    assert recase_small_caps("HE MOPED. She sighed", ascent, "auto") == "HE MOPED. She sighed"
+    assert recase_small_caps("HE MOPED. She sighed", ascent, "lower") == "he moped. She sighed"
+
+
+def test_running_text_needs_a_lower_case_word_small_capitals_cannot_pass_for():
+    assert in_running_text("Drawn by Mr. EDWIN")
+    assert not in_running_text("B. N. SEMENOV, A. I. AMIROV, V. M. KULIK")
+    assert not in_running_text("THE OLD SHIP so us")  # s, o, u: small capitals look so
+
+
+def test_auto_measures_only_lines_it_could_change():
+    assert needs_measuring("copied by Mr. EDWIN LANDSEER", "auto")  # running text
+    assert not needs_measuring("TOTAL RM 12.50 IV.", "auto")  # a receipt line
+    assert needs_measuring("IV. THE PAlACE", "auto")  # mixed case made whole
 
 
 def test_ink_is_the_smaller_class_light_text_on_dark_too():
@@ -104,15 +142,17 @@ def test_recognizer_writes_small_capitals_in_capitals_or_lowered_when_asked(tmp_
         [("Drawn by Mr. ", False), ("E", False), ("dwin ", True), ("L", False), ("andseer", True)]
     )
     options = EngineOptions(precision="fp32")
-    kept = load(options, tmp_path).recognizer.recognize([image])[0].text
+    kept = load(options.with_(small_caps="keep"), tmp_path).recognizer.recognize([image])[0].text
     lowered = load(options.with_(small_caps="lower"), tmp_path).recognizer.recognize([image])[0]
+    auto = load(options, tmp_path).recognizer.recognize([image])[0]  # the default
     assert "Mr. EDWIN LANDSEER" in kept, kept
     assert lowered.text.lower() == kept.lower()  # only the case changed
     assert "Edwin Landseer" in lowered.text, lowered.text
+    assert auto.text == lowered.text  # a name in running text
 
 
 def test_small_caps_option_is_checked_and_keyed(tmp_path):
-    with pytest.raises(ModelError, match="small caps must be one of keep, lower"):
+    with pytest.raises(ModelError, match="small caps must be one of auto, keep, lower"):
         load_engine(EngineOptions(small_caps="upper"), tmp_path)
     with pytest.raises(ModelError, match="needs the ppocr engine"):
         load_engine(EngineOptions(engine="trocr-onnx", small_caps="lower"), tmp_path)
@@ -134,4 +174,4 @@ def test_a_worker_refuses_a_job_asking_for_the_other_small_caps_setting(tmp_path
     outcome = process_job(store, load(runs, tmp_path), runs, InputLimits(), job_id, "w")
     job = store.get_job(job_id)
     assert job["status"] == FAILED and outcome.error == job["error"]
-    assert "small caps lower" in job["error"] and "small caps keep" in job["error"]
+    assert "small caps lower" in job["error"] and "small caps auto" in job["error"]

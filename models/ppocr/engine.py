@@ -27,6 +27,10 @@ NAME = "ppocr"
 PRECISIONS = ("fp32", "int8")
 
 
+# EngineOptions.small_caps -> RecognizerConfig.small_caps
+RECOGNIZER_SMALL_CAPS = {"keep": "capitals", "lower": "lower"}
+
+
 @dataclass(frozen=True)
 class PPOCRConfig:
     detector: DetectorConfig = field(default_factory=DetectorConfig)
@@ -157,7 +161,8 @@ def load(
     rec_cfg = replace(
         config.recognizer,
         batch_size=options.batch_size,
-        small_caps="lower" if options.small_caps == "lower" else config.recognizer.small_caps,
+        # "auto" leaves the config's mode (itself "auto" unless set to measure another)
+        small_caps=RECOGNIZER_SMALL_CAPS.get(options.small_caps, config.recognizer.small_caps),
     )
     det_precision = "int8" if precision == "int8" and config.int8_detector else "fp32"
     flush = config.flush_denormals

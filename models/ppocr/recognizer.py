@@ -53,9 +53,10 @@ class RecognizerConfig:
     # same argmax, far less work per CTC step. Off only to measure what it buys.
     narrow_head: bool = True
     # Words set in small capitals, measured in the crop (models/ppocr/smallcaps.py):
-    # "capitals" writes them in capitals (not the mixed case read), "lower" in lower case
-    # after the first letter (EngineOptions.small_caps == "lower"), "off" as read.
-    small_caps: str = "capitals"
+    # "auto" lowers them in running text, capitals elsewhere; "capitals" writes them in
+    # capitals (not the mixed case read); "lower" in lower case after the first letter
+    # (`recase_small_caps`; EngineOptions.small_caps picks one); "off": as read.
+    small_caps: str = "auto"
     # Drop the thin spaces older print sets before ; : ! ? (models/ppocr/spacing.py),
     # measured against the line's word spaces; False writes every space read.
     thin_spaces: bool = True
@@ -212,7 +213,6 @@ class PPOCRRecognizer:
 
     def recognize(self, crops: Sequence[np.ndarray]) -> list[TextLine]:
         cfg = self.config
-        lower = cfg.small_caps == "lower"
         results: list[TextLine | None] = [None] * len(crops)
         widths = [resized_width(c.shape[0], c.shape[1], cfg) for c in crops]
         buckets = width_buckets(
@@ -231,15 +231,13 @@ class PPOCRRecognizer:
                 if cfg.thin_spaces and spacing.needs_measuring(text):
                     tokens, steps = spacing.drop_thin_spaces(tokens, steps, crop.mean(axis=0))
                     text = "".join(tokens)
-                if cfg.small_caps != "off" and needs_measuring(text, lower):
-                    text = self._small_caps(text, tokens, steps, crop, lower)
+                if cfg.small_caps != "off" and needs_measuring(text, cfg.small_caps):
+                    text = self._small_caps(text, tokens, steps, crop)
                 results[i] = TextLine(text, confidence(p))
         return [r if r is not None else TextLine("", 0.0) for r in results]
 
-    def _small_caps(
-        self, text: str, tokens: list[str], steps: np.ndarray, crop, lower: bool
-    ) -> str:
+    def _small_caps(self, text: str, tokens: list[str], steps: np.ndarray, crop) -> str:
         """`recase_small_caps` with each character placed at its token's CTC step."""
         columns = np.repeat(steps * WIDTH_STEP, [len(t) for t in tokens])
         ascent = glyph_ascents(crop.mean(axis=0), columns)
-        return recase_small_caps(text, ascent, lower=lower)
+        return recase_small_caps(text, ascent, self.config.small_caps)

@@ -28,20 +28,30 @@ ASCENDERS = frozenset("bdhkl")
 # Measured on oldbooks: small capitals 0.60-0.70 of cap height, capitals 0.92-1.05.
 SMALL_RATIO = 0.8
 MIN_GLYPH_HEIGHT = 6  # crop pixels (of 48); smaller blobs are dots, commas, noise
+# Lower-case letters whose small capitals have the same shape, only a little taller.
+LOOKALIKES = frozenset("cosuvwxz")
 _WORD = re.compile(r"[^\W\d_]+")
 _TWO_CAPITALS = re.compile(r"[A-Z].*[A-Z]")
 
 
-def needs_measuring(text: str, lower: bool) -> bool:
-    """Whether `recase_small_caps` could change `text`, so its glyphs must be measured.
-    Only words with two capitals can be small capitals; written in capitals (`lower`
-    False), such a word changes only if it holds a letter that upper-cases to another
-    one, so lines read all in capitals (receipts, headings) are not measured either:
-    measuring took 6 % of the receipts' recognition time (342 of their 800 lines)."""
+def needs_measuring(text: str, mode: str) -> bool:
+    """Whether `recase_small_caps` could change `text` in `mode`, so its glyphs must be
+    measured. Only words with two capitals can be small capitals. Written in capitals
+    (mode "capitals", or "auto" outside running text) such a word changes only if it
+    holds a letter that upper-cases to another one, so lines read all in capitals
+    (receipts, headings) are not measured: measuring took 6 % of the receipts'
+    recognition time (342 of their 800 lines) for nothing."""
     words = [w for w in _WORD.findall(text) if _TWO_CAPITALS.search(w)]
-    if lower:
+    if mode == "lower" or (mode == "auto" and in_running_text(text)):
         return bool(words)
     return any(len(ch.upper()) == 1 and ch.upper() != ch for w in words for ch in w)
+
+
+def in_running_text(text: str) -> bool:
+    """Whether the line holds a word read in lower case with a letter small capitals do
+    not look like (all but c o s u v w x z, whose small capitals are their lower-case
+    shapes): running text, not a heading, byline or author list set in capitals."""
+    return any(len(w) >= 2 and w.islower() and set(w) - LOOKALIKES for w in _WORD.findall(text))
 
 
 def ink_mask(gray: np.ndarray) -> np.ndarray:
@@ -105,17 +115,23 @@ def _cap_height(text: str, ascent: np.ndarray) -> float | None:
     return float(np.percentile(tall, 75)) if tall else None
 
 
-def recase_small_caps(text: str, ascent: np.ndarray, lower: bool) -> str:
+def recase_small_caps(text: str, ascent: np.ndarray, mode: str) -> str:
     """`text` with its small-capital words in one case. `ascent[n]` is character n's
     measured ascent (NaN: not measured). A word with two capitals counts as small
     capitals when the median ascent of its capitals, the first letter aside, is below
-    SMALL_RATIO of the line's capital height. `lower`: its capitals are lowered, the first
-    letter only if it is that short too (small-capital "of", "the" inside a heading).
-    Otherwise the whole word is written in capitals: the recognizer reads small capitals
-    in mixed case ("MopED", "KInNEY"), which no transcription wants."""
+    SMALL_RATIO of the line's capital height. It is then written (`mode`):
+    - "capitals": in capitals. The recognizer reads small capitals in mixed case
+      ("MopED", "KInNEY"), which no transcription wants.
+    - "lower": its capitals lowered, the first letter only if it is that short too
+      (small-capital "of", "the" inside a heading).
+    - "auto": lowered where the line is running text (`in_running_text`: names and first
+      words, "Mr. Edwin Landseer"), in capitals elsewhere (headings, bylines, author
+      lists) and where the word has no full-height capital at all (an acronym, or a
+      lead-in "HE MOPED.": lowered, it would lose the capital it needs)."""
     cap = _cap_height(text, ascent)
     if cap is None:
         return text
+    running = mode == "lower" or (mode == "auto" and in_running_text(text))
     chars = list(text)
     for word in _WORD.finditer(text):
         caps = [n for n in range(word.start(), word.end()) if text[n].isupper()]
@@ -124,7 +140,9 @@ def recase_small_caps(text: str, ascent: np.ndarray, lower: bool) -> str:
         inner = [ascent[n] for n in caps if n != word.start() and np.isfinite(ascent[n])]
         if not inner or np.median(inner) >= SMALL_RATIO * cap:
             continue
-        if not lower:
+        first = ascent[word.start()]
+        first_short = bool(np.isfinite(first) and first < SMALL_RATIO * cap)
+        if not running or (mode == "auto" and first_short):
             # per letter, one for one: "ß".upper() is "SS", which would shift the rest
             for n in range(word.start(), word.end()):
                 chars[n] = text[n].upper() if len(text[n].upper()) == 1 else text[n]
@@ -132,6 +150,6 @@ def recase_small_caps(text: str, ascent: np.ndarray, lower: bool) -> str:
         for n in caps:
             # Letters after the first follow the word (kerned capitals can touch and be
             # measured as one tall blob); the first is lowered only if it is short itself.
-            if n != word.start() or (np.isfinite(ascent[n]) and ascent[n] < SMALL_RATIO * cap):
+            if n != word.start() or first_short:
                 chars[n] = text[n].lower()
     return "".join(chars)

@@ -87,7 +87,7 @@ FOOTNOTE = (
 @click.option(
     "--small-caps",
     type=click.Choice(SMALL_CAPS),
-    default="keep",
+    default="auto",
     show_default=True,
     help="Our engine's (ours-*, queue) small capitals setting, as `ocrq run --small-caps`: "
     "score each set by its own transcription convention.",

@@ -40,7 +40,7 @@ def run_queue(
     precision: str,
     models_dir: Path,
     *,
-    small_caps: str = "keep",
+    small_caps: str = "auto",
     timeout: float = 3600.0,
 ) -> PoolResult:
     """OCR `images` through `ocrq run --workers N`; results in the order of `images`."""

@@ -43,7 +43,7 @@ class RunnerSpec:
     precision: str = "auto"  # our engine's precision (ours, queue)
     processes: int = 2  # pinned processes (queue: workers)
     overrides: str = ""  # our engine's settings, "detector.max_side=1600;use_angle_cls=1"
-    small_caps: str = "keep"  # our engine's EngineOptions.small_caps (ours, queue)
+    small_caps: str = "auto"  # our engine's EngineOptions.small_caps (ours, queue)
 
 
 @dataclass
@@ -150,7 +150,7 @@ def _pages(path: Path) -> Iterator:
 
 
 def _ours(
-    precision: str, models_dir: Path, overrides: str = "", small_caps: str = "keep"
+    precision: str, models_dir: Path, overrides: str = "", small_caps: str = "auto"
 ) -> Reader:
     from models.page import page_text, read_pages
     from models.registry import load_engine
