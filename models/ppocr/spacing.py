@@ -11,7 +11,7 @@ of ink-free columns between the characters either side (a CTC step s lies over i
 column 8 s), against the median of the same measure over the line's other spaces. A gap
 under THIN_RATIO of that is a thin space and is dropped. Measured on the eval sets
 (INT8, 2026-11-30): the book pages' 23 such gaps at 0.50-0.88 of their lines' word
-spaces, the receipts' 31 at 0.92-2.18 (the 8 with no other space on their line are kept).
+spaces, the receipts' 22 at 0.92-2.18 (7 more, alone on their line, are kept).
 """
 
 from __future__ import annotations
