@@ -8,7 +8,8 @@ from dataclasses import replace
 import numpy as np
 
 from models.ppocr.engine import PPOCRConfig, load
-from models.ppocr.spacing import STEP_COLUMNS, blank_run, drop_thin_spaces, needs_measuring
+from models.ppocr.recognizer import WIDTH_STEP
+from models.ppocr.spacing import blank_run, drop_thin_spaces, needs_measuring
 from ocrq.config import EngineOptions
 from tests.fixtures_text import render_spaced
 
@@ -23,8 +24,8 @@ BOOK += [("legs", 16), ("at", 16), ("rest", 16), ("done", 0)]
 def _dropped(pieces):
     image, text, centres = render_spaced(pieces)
     tokens = list(text)
-    steps = np.array([int(c) // STEP_COLUMNS for c in centres])
-    kept, kept_steps = drop_thin_spaces(tokens, steps, image.mean(axis=2))
+    steps = np.array([int(c) // WIDTH_STEP for c in centres])
+    kept, kept_steps = drop_thin_spaces(tokens, steps, image.mean(axis=2), WIDTH_STEP)
     assert len(kept) == len(kept_steps)
     assert all(s in steps for s in kept_steps)
     return "".join(kept)

@@ -229,7 +229,8 @@ class PPOCRRecognizer:
                 text = "".join(tokens)
                 crop = batch[row, :, :, : widths[i]]
                 if cfg.thin_spaces and spacing.needs_measuring(text):
-                    tokens, steps = spacing.drop_thin_spaces(tokens, steps, crop.mean(axis=0))
+                    gray = crop.mean(axis=0)
+                    tokens, steps = spacing.drop_thin_spaces(tokens, steps, gray, WIDTH_STEP)
                     text = "".join(tokens)
                 if cfg.small_caps != "off" and needs_measuring(text, cfg.small_caps):
                     text = self._small_caps(text, tokens, steps, crop)

@@ -24,7 +24,6 @@ from models.ppocr.smallcaps import ink_mask
 
 MARKS = frozenset(";:!?")
 THIN_RATIO = 0.9
-STEP_COLUMNS = 8  # input columns per CTC step
 # Rows whose ink counts: the crop's middle (48 rows), so a neighbouring line's descenders
 # or ascenders cut in at the edges do not close a gap.
 INK_ROWS = slice(8, 40)
@@ -43,14 +42,15 @@ def blank_run(ink: np.ndarray, start: int, stop: int) -> int:
 
 
 def drop_thin_spaces(
-    tokens: Sequence[str], steps: np.ndarray, gray: np.ndarray
+    tokens: Sequence[str], steps: np.ndarray, gray: np.ndarray, step_columns: int
 ) -> tuple[list[str], np.ndarray]:
-    """`tokens` (CTC emissions at `steps`) without the spaces before MARKS whose gap in
-    `gray` (the line crop, H x W) is thin: under THIN_RATIO of the median gap of the line's
-    other spaces. A line with no other space keeps its spaces: nothing to compare with."""
+    """`tokens` (CTC emissions at `steps`, each step `step_columns` input columns wide)
+    without the spaces before MARKS whose gap in `gray` (the line crop, H x W) is thin:
+    under THIN_RATIO of the median gap of the line's other spaces. A line with no other
+    space keeps its spaces: nothing to compare with."""
     ink = ink_mask(gray)[INK_ROWS].any(axis=0)
     gaps = {
-        k: blank_run(ink, steps[k - 1] * STEP_COLUMNS, (steps[k + 1] + 1) * STEP_COLUMNS)
+        k: blank_run(ink, steps[k - 1] * step_columns, (steps[k + 1] + 1) * step_columns)
         for k in range(1, len(tokens) - 1)
         if tokens[k] == " "
     }
