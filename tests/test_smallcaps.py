@@ -3,6 +3,7 @@ through the real recognizer (PP-OCRv6 from the rapidocr wheel, real onnxruntime)
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -117,6 +118,27 @@ def test_auto_measures_only_lines_it_could_change():
     assert needs_measuring("copied by Mr. EDWIN LANDSEER", "auto")  # running text
     assert not needs_measuring("TOTAL RM 12.50 IV.", "auto")  # a receipt line
     assert needs_measuring("IV. THE PAlACE", "auto")  # mixed case made whole
+
+
+def test_a_broken_capital_is_measured_whole_not_by_its_piece():
+    """A scan broke the foot off the last N of "CNN" (UW-III line uw3_1583_010065); the
+    CTC column fell nearer the foot's centre than the letter's, the foot's x-height ascent
+    was taken for the N's, and the word was lowered to "Cnn" as small capitals."""
+    text = "than the CNN rule"
+    image, centres = render_runs([(text, False)])
+    n = text.rindex("N")
+    _, _, stats, _ = cv2.connectedComponentsWithStats(ink_mask(image.mean(axis=2)))
+    left, top, _, height, _ = min(stats[1:], key=lambda s: abs(s[0] + s[2] / 2 - centres[n]))
+    bottom = top + height
+    image[bottom - 9 : bottom - 7, left : left + 8] = 255  # cut the left stem above its foot
+    columns = np.array(centres)
+    columns[n] = left + 4  # the CTC step over the foot
+    gray = image.mean(axis=2)
+    _, _, broken, _ = cv2.connectedComponentsWithStats(ink_mask(gray))
+    assert any(s[0] == left and s[1] >= bottom - 7 for s in broken[1:])  # the foot is apart
+    ascent = glyph_ascents(gray, columns)
+    assert ascent[n] == pytest.approx(ascent[text.index("C")], abs=1.5)
+    assert recase_small_caps(text, ascent, "auto") == text
 
 
 def test_ink_is_the_smaller_class_light_text_on_dark_too():
