@@ -15,6 +15,7 @@ from models.ppocr.smallcaps import (
     ink_mask,
     needs_measuring,
     recase_small_caps,
+    whole_glyphs,
 )
 from models.registry import load_engine
 from ocrq.config import EngineOptions
@@ -139,6 +140,35 @@ def test_a_broken_capital_is_measured_whole_not_by_its_piece():
     ascent = glyph_ascents(gray, columns)
     assert ascent[n] == pytest.approx(ascent[text.index("C")], abs=1.5)
     assert recase_small_caps(text, ascent, "auto") == text
+
+
+def _stats(boxes):
+    """connectedComponentsWithStats rows (left, top, width, height, area) for boxes."""
+    return np.array([(x, y, w, h, w * h) for x, y, w, h in boxes], dtype=np.int32)
+
+
+def test_only_pieces_within_a_taller_glyphs_columns_are_dropped():
+    body, foot, accent = (10, 5, 24, 33), (10, 28, 7, 12), (14, 0, 8, 6)
+    beside = (36, 17, 12, 22)  # the next glyph, shorter, overlapping the body's columns
+    kept = whole_glyphs(_stats([body, foot, accent, beside]))
+    assert [tuple(row[:4]) for row in kept] == [body, beside]
+    # glyphs of one height never drop each other, even with the same columns
+    assert len(whole_glyphs(_stats([(0, 0, 10, 20), (0, 22, 10, 20)]))) == 2
+
+
+def test_pieces_are_found_in_blocks_as_in_one_comparison():
+    rng = np.random.default_rng(7)
+    n = 3000  # a hostile crop's worth of blobs: more than one block
+    boxes = np.column_stack(
+        [rng.integers(0, 3000, n), np.zeros(n), rng.integers(1, 40, n), rng.integers(6, 48, n)]
+    ).astype(int)
+    stats = _stats([tuple(b) for b in boxes])
+    left, right, height = boxes[:, 0], boxes[:, 0] + boxes[:, 2], boxes[:, 3]
+    piece = ((left[:, None] >= left) & (right[:, None] <= right) & (height[:, None] < height)).any(
+        axis=1
+    )
+    assert 0 < piece.sum() < n
+    assert np.array_equal(whole_glyphs(stats), stats[~piece])
 
 
 def test_ink_is_the_smaller_class_light_text_on_dark_too():

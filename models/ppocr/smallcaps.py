@@ -27,6 +27,7 @@ ASCENDERS = frozenset("bdhkl")
 # A capital shorter than this share of the line's capital height is a small capital.
 # Measured on oldbooks: small capitals 0.60-0.70 of cap height, capitals 0.92-1.05.
 SMALL_RATIO = 0.8
+_BLOCK = 256  # blobs compared at once in `whole_glyphs`
 MIN_GLYPH_HEIGHT = 6  # crop pixels (of 48); smaller blobs are dots, commas, noise
 # Lower-case letters whose small capitals have the same shape, only a little taller.
 LOOKALIKES = frozenset("cosuvwxz")
@@ -96,12 +97,17 @@ def whole_glyphs(blobs: np.ndarray) -> np.ndarray:
     left = blobs[:, cv2.CC_STAT_LEFT]
     right = left + blobs[:, cv2.CC_STAT_WIDTH]
     height = blobs[:, cv2.CC_STAT_HEIGHT]
-    inside = (
-        (left[:, None] >= left[None, :])
-        & (right[:, None] <= right[None, :])
-        & (height[:, None] < height[None, :])
-    )
-    return blobs[~inside.any(axis=1)]
+    piece = np.zeros(len(blobs), dtype=bool)
+    # In row blocks: a hostile crop can hold thousands of blobs, and the whole n x n
+    # comparison would then take hundreds of MB.
+    for start in range(0, len(blobs), _BLOCK):
+        rows = slice(start, start + _BLOCK)
+        piece[rows] = (
+            (left[rows, None] >= left[None, :])
+            & (right[rows, None] <= right[None, :])
+            & (height[rows, None] < height[None, :])
+        ).any(axis=1)
+    return blobs[~piece]
 
 
 def glyph_ascents(gray: np.ndarray, columns: np.ndarray) -> np.ndarray:
