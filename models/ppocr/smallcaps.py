@@ -89,9 +89,9 @@ def whole_glyphs(blobs: np.ndarray) -> np.ndarray:
     taller blob's columns. A scan can break a stem off a capital ("N" as a tall body and
     a short foot); the nearest-centre choice in `glyph_ascents` then measured the foot,
     an x-height glyph, and took "CNN" for small capitals (UW-III lines 0.64 -> 0.62 %
-    CER, INT8, and 0.59 -> 0.58 % FP32; no other eval line or page changed, side by side
-    with scripts/eval_engine.py). An accent within a capital's columns is dropped too,
-    which leaves it out of the capital's ascent, as it should be."""
+    CER, INT8, and 0.59 -> 0.58 % FP32; no other eval line or page scored differently,
+    side by side with scripts/eval_engine.py). An accent within a capital's columns is
+    dropped too, which leaves it out of the capital's ascent, as it should be."""
     if len(blobs) < 2:
         return blobs
     left = blobs[:, cv2.CC_STAT_LEFT]
