@@ -23,7 +23,14 @@ from producer.bench.evalsets import (
     zone_text,
 )
 from producer.bench.pool import run_pool
-from producer.bench.report import Row, add_ratios, format_table, percentile
+from producer.bench.report import (
+    Row,
+    add_ratios,
+    chart_grid,
+    draw_chart,
+    format_table,
+    percentile,
+)
 from producer.bench.runners import parse_runner, parse_tsv, ppocr_config
 from tests.fixtures_text import render_line, render_page, render_runs
 
@@ -273,3 +280,35 @@ def test_rapidocr_reads_line_images_in_its_line_mode_and_pages_with_its_pipeline
     page = _save(render_page(PAGE_TEXTS[1]), tmp_path / "p.png", "x")
     paged = read(page, False)
     assert paged.lines == 2 and "lazy dog" in paged.text
+
+
+def _chart_rows(sets: list[str]) -> list[Row]:
+    rows = []
+    for n, name in enumerate(sets):
+        for runner, cer, speed in (("queue", 0.006, 3.0), ("rapidocr", 0.045, 1.0)):
+            rows.append(Row(runner, name, 2, items=4, cer=cer * (n + 1), items_per_s=speed))
+    rows.append(Row("tesseract", sets[0], 2, status="not installed (tesseract)"))
+    rows.append(Row("ours-fp32", sets[0], 2, items=4, cer=0.0, items_per_s=2.0))
+    return rows
+
+
+def test_chart_has_one_panel_per_set_two_to_a_row(tmp_path):
+    assert [chart_grid(n) for n in (0, 1, 2, 3, 4, 5)] == [
+        (1, 1),
+        (1, 1),
+        (1, 2),
+        (2, 2),
+        (2, 2),
+        (3, 2),
+    ]
+    sizes = []
+    for sets in (["lines"], ["lines", "sroie", "oldbooks"]):
+        path = tmp_path / f"{len(sets)}.png"
+        # a runner not installed is left out; a CER of 0 is drawn at the log axis' floor
+        draw_chart(path, _chart_rows(sets), "test")
+        with Image.open(path) as chart:
+            sizes.append(chart.size)
+    (w1, h1), (w3, h3) = sizes
+    assert w3 > 1.8 * w1 and h3 > 1.6 * h1  # 2 x 2 panels against 1
+    draw_chart(tmp_path / "none.png", [], "nothing ran")  # still a chart, not an error
+    assert (tmp_path / "none.png").stat().st_size > 0

@@ -187,63 +187,84 @@ def write_json(path: Path, rows: Sequence[Row], items: Sequence[dict], meta: dic
     Path(path).write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def chart_grid(panels: int) -> tuple[int, int]:
+    """Rows and columns of the chart's panels: one per set, two to a row."""
+    columns = min(2, max(1, panels))
+    return max(1, math.ceil(panels / columns)), columns
+
+
 def draw_chart(path: Path, rows: Sequence[Row], title: str = "ocrq bench") -> None:
-    """CER against throughput, one point per runner x set (log throughput axis)."""
+    """CER against throughput, one panel per set (its own scales: a set's runners sit
+    close together, and one set's 21 % CER must not flatten another's 0.6 %), one colour
+    and marker per runner, both axes logarithmic; the legend once, for all panels."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     points = [r for r in rows if r.status == OK and r.items_per_s and r.cer is not None]
     runners = list(dict.fromkeys(r.runner for r in points))
-    sets = list(dict.fromkeys(r.set for r in points))
-    markers = "osD^vP*Xh<>"
-    colors = plt.get_cmap("tab10")
-    fig, ax = plt.subplots(figsize=(9, 6), dpi=110)
-    for row in points:
-        ax.scatter(
-            row.items_per_s,
-            100 * row.cer,
-            color=colors(runners.index(row.runner) % 10),
-            marker=markers[sets.index(row.set) % len(markers)],
-            s=60,
-            edgecolors="black",
-            linewidths=0.5,
-        )
-        ax.annotate(
-            row.runner,
-            (row.items_per_s, 100 * row.cer),
-            fontsize=7,
-            xytext=(4, 3),
-            textcoords="offset points",
-        )
+    sets = list(dict.fromkeys(r.set for r in points)) or ["(no results)"]
+    markers, colors = "osD^vP*Xh<>", plt.get_cmap("tab10")
+    n_rows, n_cols = chart_grid(len(sets))
+    fig, axes = plt.subplots(
+        n_rows, n_cols, figsize=(5.2 * n_cols, 3.6 * n_rows + 0.8), dpi=110, squeeze=False
+    )
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    for ax, name in zip(axes.flat, sets, strict=False):
+        for row in (r for r in points if r.set == name):
+            i = runners.index(row.runner)
+            # a CER of 0 has no place on a log axis: drawn at the axis floor instead
+            cer = max(100 * row.cer, 0.01)
+            ax.scatter(
+                row.items_per_s,
+                cer,
+                color=colors(i % 10),
+                marker=markers[i % 11],
+                s=70,
+                edgecolors="black",
+                linewidths=0.5,
+                zorder=3,
+            )
+        ax.set_title(f"set: {name}", fontsize=10)
+        if any(r.set == name for r in points):
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.margins(0.15)
+            for axis in (ax.xaxis, ax.yaxis):
+                axis.set_major_formatter(plain)
+                axis.set_minor_formatter(plain)
+            ax.tick_params(which="both", labelsize=7)
+        ax.set_xlabel("items per second (warm, all processes)", fontsize=8)
+        ax.set_ylabel("CER %, lower is better", fontsize=8)
+        ax.grid(True, which="both", alpha=0.3)
+    for ax in list(axes.flat)[len(sets) :]:
+        ax.set_visible(False)
     handles = [
-        plt.Line2D([], [], color=colors(i % 10), marker="o", linestyle="", label=name)
-        for i, name in enumerate(runners)
-    ] + [
         plt.Line2D(
             [],
             [],
-            color="gray",
-            marker=markers[i % len(markers)],
+            color=colors(i % 10),
+            marker=markers[i % 11],
             linestyle="",
-            label=f"set: {name}",
+            markeredgecolor="black",
+            markersize=8,
+            label=runner,
         )
-        for i, name in enumerate(sets)
+        for i, runner in enumerate(runners)
     ]
-    if points:
-        from matplotlib.ticker import FuncFormatter
-
-        ax.set_xscale("log")
-        plain = FuncFormatter(lambda value, _: f"{value:g}")
-        ax.xaxis.set_major_formatter(plain)
-        ax.xaxis.set_minor_formatter(plain)
-        ax.tick_params(axis="x", which="minor", labelsize=7)
-        ax.legend(handles=handles, fontsize=8, loc="best")
-    ax.set_xlabel("throughput: pages (items) per second, warm, all processes")
-    ax.set_ylabel("CER %  (lower is better)")
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
+    columns = min(len(handles), 5 if n_cols > 1 else 3) or 1
+    top = 0.1 + 0.3 * math.ceil(len(handles) / columns)  # inches for title and legend
+    if handles:
+        fig.legend(
+            handles=handles,
+            loc="upper center",
+            ncol=columns,
+            fontsize=9,
+            bbox_to_anchor=(0.5, 1.0 - 0.3 / fig.get_figheight()),
+        )
+    fig.suptitle(title, y=1.0 - 0.02 / fig.get_figheight())
+    fig.tight_layout(rect=(0, 0, 1, 1 - top / fig.get_figheight()))
     fig.savefig(path)
     plt.close(fig)
