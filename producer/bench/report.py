@@ -193,6 +193,9 @@ def chart_grid(panels: int) -> tuple[int, int]:
     return max(1, math.ceil(panels / columns)), columns
 
 
+MARKERS = "osD^vP*Xh<>"  # one per runner in the chart (with a colour)
+
+
 def draw_chart(path: Path, rows: Sequence[Row], title: str = "ocrq bench") -> None:
     """CER against throughput, one panel per set (its own scales: a set's runners sit
     close together, and one set's 21 % CER must not flatten another's 0.6 %), one colour
@@ -201,62 +204,35 @@ def draw_chart(path: Path, rows: Sequence[Row], title: str = "ocrq bench") -> No
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter
 
     points = [r for r in rows if r.status == OK and r.items_per_s and r.cer is not None]
     runners = list(dict.fromkeys(r.runner for r in points))
     sets = list(dict.fromkeys(r.set for r in points)) or ["(no results)"]
-    markers, colors = "osD^vP*Xh<>", plt.get_cmap("tab10")
     n_rows, n_cols = chart_grid(len(sets))
     fig, axes = plt.subplots(
         n_rows, n_cols, figsize=(5.2 * n_cols, 3.6 * n_rows + 0.8), dpi=110, squeeze=False
     )
-    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    style = {name: _marker_style(i, plt) for i, name in enumerate(runners)}
     for ax, name in zip(axes.flat, sets, strict=False):
-        for row in (r for r in points if r.set == name):
-            i = runners.index(row.runner)
-            # a CER of 0 has no place on a log axis: drawn at the axis floor instead
-            cer = max(100 * row.cer, 0.01)
-            ax.scatter(
-                row.items_per_s,
-                cer,
-                color=colors(i % 10),
-                marker=markers[i % 11],
-                s=70,
-                edgecolors="black",
-                linewidths=0.5,
-                zorder=3,
-            )
-        ax.set_title(f"set: {name}", fontsize=10)
-        if any(r.set == name for r in points):
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            ax.margins(0.15)
-            for axis in (ax.xaxis, ax.yaxis):
-                axis.set_major_formatter(plain)
-                axis.set_minor_formatter(plain)
-            ax.tick_params(which="both", labelsize=7)
-        ax.set_xlabel("items per second (warm, all processes)", fontsize=8)
-        ax.set_ylabel("CER %, lower is better", fontsize=8)
-        ax.grid(True, which="both", alpha=0.3)
+        _draw_panel(ax, name, [r for r in points if r.set == name], style)
     for ax in list(axes.flat)[len(sets) :]:
         ax.set_visible(False)
-    handles = [
-        plt.Line2D(
-            [],
-            [],
-            color=colors(i % 10),
-            marker=markers[i % 11],
-            linestyle="",
-            markeredgecolor="black",
-            markersize=8,
-            label=runner,
-        )
-        for i, runner in enumerate(runners)
-    ]
-    columns = min(len(handles), 5 if n_cols > 1 else 3) or 1
-    top = 0.1 + 0.3 * math.ceil(len(handles) / columns)  # inches for title and legend
-    if handles:
+    columns = min(len(runners), 5 if n_cols > 1 else 3) or 1
+    top = 0.1 + 0.3 * math.ceil(len(runners) / columns)  # inches for title and legend
+    if runners:
+        handles = [
+            plt.Line2D(
+                [],
+                [],
+                linestyle="",
+                markeredgecolor="black",
+                markersize=8,
+                label=name,
+                color=style[name]["color"],
+                marker=style[name]["marker"],
+            )
+            for name in runners
+        ]
         fig.legend(
             handles=handles,
             loc="upper center",
@@ -268,3 +244,41 @@ def draw_chart(path: Path, rows: Sequence[Row], title: str = "ocrq bench") -> No
     fig.tight_layout(rect=(0, 0, 1, 1 - top / fig.get_figheight()))
     fig.savefig(path)
     plt.close(fig)
+
+
+def _marker_style(index: int, plt) -> dict:  # type: ignore[no-untyped-def]
+    return {"color": plt.get_cmap("tab10")(index % 10), "marker": MARKERS[index % len(MARKERS)]}
+
+
+def _draw_panel(ax, name: str, rows: Sequence[Row], style: dict) -> None:  # type: ignore[no-untyped-def]
+    """One set's runners: CER % against items/s, both on log scales labelled in plain
+    numbers (minor ticks too, where the axis spans little more than a decade)."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    for row in rows:
+        # a CER of 0 has no place on a log axis: drawn at 0.01 % instead
+        cer = max(100 * (row.cer or 0.0), 0.01)
+        ax.scatter(
+            row.items_per_s,
+            cer,
+            s=70,
+            edgecolors="black",
+            linewidths=0.5,
+            zorder=3,
+            **style[row.runner],
+        )
+    ax.set_title(f"set: {name}", fontsize=10)
+    ax.set_xlabel("items per second (warm, all processes)", fontsize=8)
+    ax.set_ylabel("CER %, lower is better", fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
+    if not rows:
+        return
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.margins(0.15)
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    for axis, limits in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+        axis.set_major_formatter(plain)
+        few = math.log10(limits[1] / limits[0]) <= 1.5
+        axis.set_minor_formatter(plain if few else NullFormatter())
+    ax.tick_params(which="both", labelsize=7)
