@@ -226,19 +226,24 @@ class PPOCRRecognizer:
             paths = best_path(probs, lengths, self.allowed)
             for row, (i, (idx, steps, p)) in enumerate(zip(bucket, paths, strict=True)):
                 tokens = [self.charset[j] for j in idx]
-                text = "".join(tokens)
-                crop = batch[row, :, :, : widths[i]]
-                if cfg.thin_spaces and spacing.needs_measuring(text):
-                    gray = crop.mean(axis=0)
-                    tokens, steps = spacing.drop_thin_spaces(tokens, steps, gray, WIDTH_STEP)
-                    text = "".join(tokens)
-                if cfg.small_caps != "off" and needs_measuring(text, cfg.small_caps):
-                    text = self._small_caps(text, tokens, steps, crop)
+                text = self._measured(tokens, steps, batch[row, :, :, : widths[i]])
                 results[i] = TextLine(text, confidence(p))
         return [r if r is not None else TextLine("", 0.0) for r in results]
 
-    def _small_caps(self, text: str, tokens: list[str], steps: np.ndarray, crop) -> str:
-        """`recase_small_caps` with each character placed at its token's CTC step."""
-        columns = np.repeat(steps * WIDTH_STEP, [len(t) for t in tokens])
-        ascent = glyph_ascents(crop.mean(axis=0), columns)
-        return recase_small_caps(text, ascent, self.config.small_caps)
+    def _measured(self, tokens: list[str], steps: np.ndarray, crop: np.ndarray) -> str:
+        """A row's text after the checks that measure its crop (thin spaces, small
+        capitals), each run only where the text read could change. Both measure the same
+        gray image (the crop's channel mean), computed at most once."""
+        cfg = self.config
+        text = "".join(tokens)
+        gray = None
+        if cfg.thin_spaces and spacing.needs_measuring(text):
+            gray = crop.mean(axis=0)
+            tokens, steps = spacing.drop_thin_spaces(tokens, steps, gray, WIDTH_STEP)
+            text = "".join(tokens)
+        if cfg.small_caps != "off" and needs_measuring(text, cfg.small_caps):
+            gray = crop.mean(axis=0) if gray is None else gray
+            # each character placed at its token's CTC step
+            columns = np.repeat(steps * WIDTH_STEP, [len(t) for t in tokens])
+            text = recase_small_caps(text, glyph_ascents(gray, columns), cfg.small_caps)
+        return text
