@@ -13,6 +13,7 @@ from models.ppocr.smallcaps import (
     glyph_ascents,
     in_running_text,
     ink_mask,
+    lowers_words,
     needs_measuring,
     recase_small_caps,
     whole_glyphs,
@@ -113,6 +114,27 @@ def test_running_text_needs_a_lower_case_word_small_capitals_cannot_pass_for():
     assert in_running_text("Drawn by Mr. EDWIN")
     assert not in_running_text("B. N. SEMENOV, A. I. AMIROV, V. M. KULIK")
     assert not in_running_text("THE OLD SHIP so us")  # s, o, u: small capitals look so
+
+
+def test_lowers_words_by_mode_and_line():
+    assert lowers_words("IV. THE PAlACE", "lower")
+    assert lowers_words("Drawn by Mr. EDWIN", "auto")
+    assert not lowers_words("IV. THE PAlACE", "auto")  # a heading
+    assert not lowers_words("Drawn by Mr. EDWIN", "capitals")
+
+
+@pytest.mark.parametrize("mode", ["auto", "lower", "capitals"])
+def test_a_running_flag_passed_in_decides_as_the_line_would(mode):
+    """The recognizer works out `lowers_words` once and hands it to both calls; passed
+    in, it gives what each call works out alone, and it is what they act on."""
+    byline = _ascents([("Drawn by Mr. ", False), ("E", False), ("dwin", True)])
+    text = "Drawn by Mr. EDwIN"
+    running = lowers_words(text, mode)
+    assert needs_measuring(text, mode, running) == needs_measuring(text, mode)
+    assert recase_small_caps(text, byline, mode, running) == recase_small_caps(text, byline, mode)
+    # the flag is used, not recomputed: claimed the other way, the word goes the other way
+    flipped = recase_small_caps(text, byline, mode, not running)
+    assert flipped != recase_small_caps(text, byline, mode)
 
 
 def test_auto_measures_only_lines_it_could_change():

@@ -16,7 +16,12 @@ import numpy as np
 
 from models.base import TextLine
 from models.ppocr import spacing
-from models.ppocr.smallcaps import glyph_ascents, needs_measuring, recase_small_caps
+from models.ppocr.smallcaps import (
+    glyph_ascents,
+    lowers_words,
+    needs_measuring,
+    recase_small_caps,
+)
 
 REC_HEIGHT = 48
 WIDTH_STEP = 8  # the network's horizontal stride: one CTC step per 8 input columns
@@ -241,9 +246,13 @@ class PPOCRRecognizer:
             gray = crop.mean(axis=0)
             tokens, steps = spacing.drop_thin_spaces(tokens, steps, gray, WIDTH_STEP)
             text = "".join(tokens)
-        if cfg.small_caps != "off" and needs_measuring(text, cfg.small_caps):
+        if cfg.small_caps == "off":
+            return text
+        running = lowers_words(text, cfg.small_caps)
+        if needs_measuring(text, cfg.small_caps, running):
             gray = crop.mean(axis=0) if gray is None else gray
             # each character placed at its token's CTC step
             columns = np.repeat(steps * WIDTH_STEP, [len(t) for t in tokens])
-            text = recase_small_caps(text, glyph_ascents(gray, columns), cfg.small_caps)
+            ascent = glyph_ascents(gray, columns)
+            text = recase_small_caps(text, ascent, cfg.small_caps, running)
         return text

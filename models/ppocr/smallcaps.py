@@ -35,17 +35,24 @@ _WORD = re.compile(r"[^\W\d_]+")
 _TWO_CAPITALS = re.compile(r"[A-Z].*[A-Z]")
 
 
-def needs_measuring(text: str, mode: str) -> bool:
+def needs_measuring(text: str, mode: str, running: bool | None = None) -> bool:
     """Whether `recase_small_caps` could change `text` in `mode`, so its glyphs must be
     measured. Only words with two capitals can be small capitals. Written in capitals
     (mode "capitals", or "auto" outside running text) such a word changes only if it
     holds a letter that upper-cases to another one, so lines read all in capitals
     (receipts, headings) are not measured: measuring took 6 % of the receipts'
-    recognition time (342 of their 800 lines) for nothing."""
+    recognition time (342 of their 800 lines) for nothing. `running` is
+    `lowers_words(text, mode)` where the caller has it already."""
     words = [w for w in _WORD.findall(text) if _TWO_CAPITALS.search(w)]
-    if mode == "lower" or (mode == "auto" and in_running_text(text)):
+    if lowers_words(text, mode) if running is None else running:
         return bool(words)
     return any(len(ch.upper()) == 1 and ch.upper() != ch for w in words for ch in w)
+
+
+def lowers_words(text: str, mode: str) -> bool:
+    """Whether `mode` writes this line's small-capital words in lower case: always in
+    "lower", in running text (`in_running_text`) in "auto"."""
+    return mode == "lower" or (mode == "auto" and in_running_text(text))
 
 
 def in_running_text(text: str) -> bool:
@@ -142,7 +149,7 @@ def _cap_height(text: str, ascent: np.ndarray) -> float | None:
     return float(np.percentile(tall, 75)) if tall else None
 
 
-def recase_small_caps(text: str, ascent: np.ndarray, mode: str) -> str:
+def recase_small_caps(text: str, ascent: np.ndarray, mode: str, running: bool | None = None) -> str:
     """`text` with its small-capital words in one case. `ascent[n]` is character n's
     measured ascent (NaN: not measured). A word with two capitals counts as small
     capitals when the median ascent of its capitals, the first letter aside, is below
@@ -154,11 +161,12 @@ def recase_small_caps(text: str, ascent: np.ndarray, mode: str) -> str:
     - "auto": lowered where the line is running text (`in_running_text`: names and first
       words, "Mr. Edwin Landseer"), in capitals elsewhere (headings, bylines, author
       lists) and where the word has no full-height capital at all (an acronym, or a
-      lead-in "HE MOPED.": lowered, it would lose the capital it needs)."""
+      lead-in "HE MOPED.": lowered, it would lose the capital it needs).
+    `running` is `lowers_words(text, mode)` where the caller has it already."""
     cap = _cap_height(text, ascent)
     if cap is None:
         return text
-    running = mode == "lower" or (mode == "auto" and in_running_text(text))
+    running = lowers_words(text, mode) if running is None else running
     chars = list(text)
     for word in _WORD.finditer(text):
         caps = [n for n in range(word.start(), word.end()) if text[n].isupper()]
