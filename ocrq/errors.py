@@ -33,6 +33,13 @@ class BadImage(OcrqError):
     exit_code = 6
 
 
+class UnknownJob(OcrqError):
+    """A job message names a job the worker's results database does not hold: the
+    producer that sent it records jobs in another database."""
+
+    exit_code = 7
+
+
 class InputRejected(BadImage):
     """The input is outside the configured roots, too large, or otherwise refused."""
 

@@ -8,6 +8,7 @@ the caller can retry (a transient DB error) or let the broker redeliver.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -16,10 +17,14 @@ import numpy as np
 
 from models.base import Engine
 from ocrq.config import EngineOptions, InputLimits
-from ocrq.errors import BadImage, TimeLimitInterrupt
+from ocrq.errors import BadImage, TimeLimitInterrupt, UnknownJob
 from ocrq.storage import RegionResult, Store, decode_path
 
 OUTCOME_DONE, OUTCOME_FAILED, OUTCOME_SKIPPED = "done", "failed", "skipped"
+# The message named a job this database does not hold (`UnknownJob`): nothing to write.
+OUTCOME_UNKNOWN = "unknown"
+
+log = logging.getLogger("ocrq.worker")
 
 
 @dataclass(frozen=True)
@@ -90,7 +95,14 @@ def process_job(
 ) -> Outcome:
     from ocrq.images import iter_pages
 
-    job = store.start_job(job_id, worker)
+    try:
+        job = store.start_job(job_id, worker)
+    except UnknownJob as exc:
+        # Acked and dropped: this worker can never run it, and a redelivery would only
+        # come back here. The producer's `ocrq status` shows such jobs and `ocrq retry
+        # --lost` sends them again once a worker reads the right database.
+        log.error("%s", exc)
+        return Outcome(job_id, OUTCOME_UNKNOWN, error=str(exc))
     if job is None:
         return Outcome(job_id, OUTCOME_SKIPPED)
     if job["attempts"] > max_attempts:

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from ocrq.config import EngineOptions
 
 from ocrq.config import redact_url
-from ocrq.errors import DatabaseUnavailable
+from ocrq.errors import DatabaseUnavailable, UnknownJob
 
 QUEUED, RUNNING, DONE, FAILED, DUPLICATE = "queued", "running", "done", "failed", "duplicate"
 STATUSES = (QUEUED, RUNNING, DONE, FAILED, DUPLICATE)
@@ -198,6 +198,18 @@ class Store:
     def dispose(self) -> None:
         self.engine.dispose()
 
+    def where(self) -> str:
+        """Which database this is, safe to print: a SQLite file by its absolute path (a
+        relative `sqlite:///results.db` is relative to each process's own folder), any
+        other by its URL without the password."""
+        if self.engine.dialect.name == "sqlite" and self.engine.url.database not in (
+            None,
+            "",
+            ":memory:",
+        ):
+            return f"the SQLite file {os.path.abspath(self.engine.url.database)}"
+        return redact_url(self.url)
+
     @contextmanager
     def write(self) -> Iterator[Connection]:
         with self.engine.begin() as conn:
@@ -309,10 +321,19 @@ class Store:
 
     def start_job(self, job_id: int, worker: str) -> dict | None:
         """Claim a job for a run; returns the job, or None when it is already finished
-        (a redelivered message whose work was written before the worker died)."""
+        (a redelivered message whose work was written before the worker died). Raises
+        `UnknownJob` when there is no such job here: the message came from a producer
+        recording jobs in another database."""
         with self.write() as conn:
             row = conn.execute(select(Job.__table__).where(Job.id == job_id)).mappings().first()
-            if row is None or row["status"] in (DONE, DUPLICATE):
+            if row is None:
+                raise UnknownJob(
+                    f"job {job_id} is not in this worker's results database "
+                    f"({self.where()}): the producer that queued it records jobs in "
+                    "another one. Start workers with the producer's OCRQ_DB_URL, then "
+                    "run `ocrq retry --lost` where you submitted to send its jobs again."
+                )
+            if row["status"] in (DONE, DUPLICATE):
                 return None
             conn.execute(
                 update(Job)
@@ -379,6 +400,14 @@ class Store:
                 query = query.where(Job.batch_id == batch_id)
             found = dict(conn.execute(query).all())
         return {status: int(found.get(status, 0)) for status in STATUSES}
+
+    def pending_engines(self, batch_id: int | None = None) -> list[str]:
+        """Engines with queued or running jobs (each has its own broker queue)."""
+        with self.read() as conn:
+            query = select(Job.engine).where(Job.status.in_((QUEUED, RUNNING))).distinct()
+            if batch_id is not None:
+                query = query.where(Job.batch_id == batch_id)
+            return sorted(engine for (engine,) in conn.execute(query))
 
     def latest_batch(self) -> int | None:
         with self.read() as conn:

@@ -309,21 +309,49 @@ def status(db_url, batch_id, watch) -> None:
         total = sum(counts.values())
         line = "  ".join(f"{k} {v}" for k, v in counts.items())
         scope = f"batch {batch_id}" if batch_id else "all"
-        click.echo(f"{scope}: {total} jobs  {line}{_queue_depths()}")
+        depths, broker_read = _queue_depths()
+        click.echo(f"{scope}: {total} jobs  {line}{depths}")
+        if broker_read and counts["queued"] + counts["running"]:
+            _warn_stranded(store, batch_id)
         if not watch or (counts["queued"] + counts["running"]) == 0:
             return
         time.sleep(2)
 
 
-def _queue_depths() -> str:
-    """'  | broker: ocrq.ppocr 12' for non-empty ocrq queues, or '' when unreachable."""
+def _warn_stranded(store, batch_id: int | None) -> None:
+    """Say so when queued jobs have no message left in Redis: no worker will ever run
+    them (most often a worker started with another OCRQ_DB_URL took and dropped them)."""
+    import os
+
+    from ocrq.config import DEFAULT_BROKER_URL
+    from producer.submit import stranded_jobs
+
+    try:
+        count = stranded_jobs(
+            store, os.environ.get("OCRQ_BROKER_URL", DEFAULT_BROKER_URL), batch_id=batch_id
+        )
+    except Exception:  # noqa: BLE001 - the broker went away: the next refresh says so
+        return
+    if count:
+        click.echo(
+            f"  {count} queued or running jobs have no message in the broker, so no worker will "
+            "run them: a worker reading another results database takes and drops them (its "
+            "log says 'not in this worker's results database'; start workers with this "
+            "OCRQ_DB_URL), or Redis lost them. `ocrq retry --lost` sends them again.",
+            err=True,
+        )
+
+
+def _queue_depths() -> tuple[str, bool]:
+    """('  | broker: ocrq.ppocr 12' for non-empty ocrq queues, whether Redis was read);
+    '' when the broker is not Redis."""
     import os
 
     from ocrq.config import DEFAULT_BROKER_URL
 
     url = os.environ.get("OCRQ_BROKER_URL", DEFAULT_BROKER_URL)
     if not url.startswith(("redis://", "rediss://")):
-        return ""
+        return "", False
     try:
         import redis
 
@@ -335,9 +363,9 @@ def _queue_depths() -> str:
         }
         client.close()
     except Exception:
-        return "  | broker: unreachable"
+        return "  | broker: unreachable", False
     shown = " ".join(f"{name} {n}" for name, n in sorted(depths.items()) if n)
-    return f"  | broker: {shown or 'queues empty'}"
+    return f"  | broker: {shown or 'queues empty'}", True
 
 
 @cli.command()

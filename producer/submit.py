@@ -316,26 +316,82 @@ class LostMessageCheck:
         self.suspects = set()
 
     def _missing(self, store: Store) -> set[int]:
-        from sqlalchemy import select
-
-        from ocrq.storage import RUNNING, Job
-
-        # Redis first, then the database: a job acked in between is final in the
-        # database already (acks_late acks after the result is written), so it is
-        # not picked up.
-        present = broker_job_ids(self.enqueuer.broker_url, self.enqueuer.queue)
-        if present is None:
-            return set()
-        query = select(Job.id).where(
-            Job.status.in_((QUEUED, RUNNING)),
-            Job.enqueued_at.is_not(None),
-            Job.enqueued_at < time.time() - self.grace_seconds,
-            Job.engine == self.engine,  # other engines' jobs wait in other queues
+        found = missing_job_ids(
+            store,
+            self.enqueuer.broker_url,
+            self.enqueuer.queue,
+            self.engine,
+            self.grace_seconds,
+            self.batch_id,
         )
-        if self.batch_id is not None:
-            query = query.where(Job.batch_id == self.batch_id)
-        with store.read() as conn:
-            return {job_id for (job_id,) in conn.execute(query) if job_id not in present}
+        return found or set()
+
+
+def missing_job_ids(
+    store: Store,
+    broker_url: str,
+    queue: str,
+    engine: str,
+    grace_seconds: float,
+    batch_id: int | None = None,
+) -> set[int] | None:
+    """One look: the jobs of `engine` that are queued or running, were published more
+    than `grace_seconds` ago, and have no message in `queue` or among the unacked ones;
+    None when the broker is not Redis. A message being handed to a worker can look
+    missing for a moment (`LostMessageCheck` looks twice)."""
+    from sqlalchemy import select
+
+    from ocrq.storage import RUNNING, Job
+
+    # Redis first, then the database: a job acked in between is final in the
+    # database already (acks_late acks after the result is written), so it is
+    # not picked up.
+    present = broker_job_ids(broker_url, queue)
+    if present is None:
+        return None
+    query = select(Job.id).where(
+        Job.status.in_((QUEUED, RUNNING)),
+        Job.enqueued_at.is_not(None),
+        Job.enqueued_at < time.time() - grace_seconds,
+        Job.engine == engine,  # other engines' jobs wait in other queues
+    )
+    if batch_id is not None:
+        query = query.where(Job.batch_id == batch_id)
+    with store.read() as conn:
+        return {job_id for (job_id,) in conn.execute(query) if job_id not in present}
+
+
+def stranded_jobs(
+    store: Store,
+    broker_url: str,
+    grace_seconds: float = 10.0,
+    batch_id: int | None = None,
+    recheck_after: float = 1.0,
+) -> int:
+    """How many queued or running jobs have had no message in Redis for two looks
+    `recheck_after` s apart (0 when the broker is not Redis): jobs no worker will run
+    until they are sent again (`ocrq retry --lost`). A worker reading another results
+    database takes their messages and drops them (`UnknownJob`)."""
+    from worker.config import queue_name
+
+    engines = store.pending_engines(batch_id)
+    first = {
+        engine: missing_job_ids(
+            store, broker_url, queue_name(engine), engine, grace_seconds, batch_id
+        )
+        for engine in engines
+    }
+    if not any(first.values()):
+        return 0
+    time.sleep(recheck_after)
+    count = 0
+    for engine, ids in first.items():
+        if ids:
+            again = missing_job_ids(
+                store, broker_url, queue_name(engine), engine, grace_seconds, batch_id
+            )
+            count += len(ids & (again or set()))
+    return count
 
 
 def requeue_lost(

@@ -97,6 +97,29 @@ def test_status_shows_counts_and_queue_depth(tmp_path, redis_client):
     assert "queued 2" in result.output and "ocrq.ppocr 2" in result.output
 
 
+def test_status_counts_queued_jobs_left_without_a_message(tmp_path, redis_client):
+    """Jobs still queued whose message is gone (a worker on another database dropped
+    them) are named, once they were published over 10 s ago; a fresh queue is not."""
+    from sqlalchemy import update
+
+    from ocrq.storage import Job, Store
+
+    write_pages(tmp_path / "in", 3)
+    db = f"sqlite:///{tmp_path}/q.db"
+    runner = CliRunner()
+    assert runner.invoke(cli, ["submit", str(tmp_path / "in"), "--db", db]).exit_code == 0
+    redis_client.rpop("ocrq.ppocr")
+    redis_client.rpop("ocrq.ppocr")
+    fresh = runner.invoke(cli, ["status", "--db", db])
+    assert "queued 3" in fresh.output and "no message in the broker" not in fresh.output
+    with Store(db).write() as conn:
+        conn.execute(update(Job).values(enqueued_at=Job.enqueued_at - 60))
+    late = runner.invoke(cli, ["status", "--db", db])
+    assert late.exit_code == 0, late.output
+    assert "2 queued or running jobs have no message in the broker" in late.output
+    assert "ocrq retry --lost" in late.output
+
+
 def test_unreachable_database_exit_code(tmp_path):
     result = CliRunner().invoke(
         cli, ["status", "--db", "postgresql+psycopg://nobody:pw@127.0.0.1:1/none"]

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from collections import defaultdict
 
 import pytest
 from click.testing import CliRunner
 from queue_helpers import start_worker, stop_worker, wait_until_finished, write_pages
+from sqlalchemy import update
 
 from ocrq.scoring import cer_counts
+from ocrq.storage import Job, Store
 from producer.cli import cli
 from worker.threads import allowed_cores
 
@@ -94,3 +97,51 @@ def test_worker_that_cannot_load_its_engine_exits_non_zero(tmp_path, redis_clien
     text = log.read_text()
     assert code != 0, text[-2000:]
     assert "cannot load the engine" in text and "no-such-model" in text, text[-2000:]
+
+
+def test_a_worker_on_another_database_says_so_and_the_jobs_are_recovered(tmp_path, redis_client):
+    """The quick start run from two folders: `ocrq submit` records jobs in one SQLite
+    file, a worker started elsewhere opens another (`sqlite:///results.db` is relative).
+    That worker names the database it reads for each message it cannot run and drops
+    it; `ocrq status` on the producer's database says its queued jobs have no message
+    left; `ocrq retry --lost` sends them again and a worker on that database does them."""
+    write_pages(tmp_path / "scans", 3)
+    producer_db = f"sqlite:///{tmp_path / 'producer.db'}"
+    other_db = f"sqlite:///{tmp_path / 'other.db'}"
+    runner = CliRunner()
+    submitted = runner.invoke(cli, ["submit", str(tmp_path / "scans"), "--db", producer_db])
+    assert submitted.exit_code == 0, submitted.output
+    wrong_log = tmp_path / "wrong.log"
+    proc = start_worker(other_db, wrong_log, concurrency=1)
+    try:
+        deadline = time.monotonic() + 120
+        while wrong_log.read_text().count("not in this worker's results database") < 3:
+            assert proc.poll() is None, wrong_log.read_text()[-3000:]
+            assert time.monotonic() < deadline, wrong_log.read_text()[-3000:]
+            time.sleep(0.2)
+    finally:
+        stop_worker(proc)
+    assert f"the SQLite file {tmp_path / 'other.db'}" in wrong_log.read_text()
+    assert redis_client.llen("ocrq.ppocr") == 0
+    assert sum(Store(other_db).counts().values()) == 0  # nothing written to the wrong one
+    assert Store(producer_db).counts()["queued"] == 3
+
+    # As a user checking a while later sees it: published more than the 10 s grace ago.
+    store = Store(producer_db)
+    with store.write() as conn:
+        conn.execute(update(Job).values(enqueued_at=Job.enqueued_at - 60))
+    status = runner.invoke(cli, ["status", "--db", producer_db])
+    assert status.exit_code == 0, status.output
+    assert "3 queued or running jobs have no message in the broker" in status.output
+    assert "ocrq retry --lost" in status.output
+    retried = runner.invoke(cli, ["retry", "--lost", "--grace", "0", "--db", producer_db])
+    assert "re-enqueued 3 ppocr jobs" in retried.output, retried.output
+    right_log = tmp_path / "right.log"
+    proc = start_worker(producer_db, right_log, concurrency=1)
+    try:
+        counts = wait_until_finished(producer_db, 3, timeout=120, proc=proc, log=right_log)
+    finally:
+        stop_worker(proc)
+    assert counts["done"] == 3, counts
+    status = runner.invoke(cli, ["status", "--db", producer_db])
+    assert "no message in the broker" not in status.output

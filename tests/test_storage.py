@@ -7,7 +7,7 @@ import multiprocessing as mp
 import pytest
 from sqlalchemy import text
 
-from ocrq.errors import DatabaseUnavailable
+from ocrq.errors import DatabaseUnavailable, UnknownJob
 from ocrq.storage import (
     DONE,
     FAILED,
@@ -65,6 +65,28 @@ def test_redelivered_job_is_skipped_and_rewrite_never_duplicates(db_url):
     )
     regions = store.regions_for([job_id])[job_id]
     assert len(regions) == 4 and all(r["text"].startswith("second") for r in regions)
+
+
+def test_a_job_this_database_does_not_hold_is_named_as_such(db_url, tmp_path, monkeypatch):
+    """A message from a producer on another database: neither a redelivery (None) nor
+    written anywhere; the error says which database this is, so the mix-up is plain."""
+    store = Store(db_url)
+    job_id = _one_job(store)
+    with pytest.raises(UnknownJob) as raised:
+        store.start_job(job_id + 1000, "w1")
+    message = str(raised.value)
+    assert f"job {job_id + 1000} is not in this worker's results database" in message
+    assert "OCRQ_DB_URL" in message and "ocrq retry --lost" in message
+    assert store.counts()[QUEUED] == 1  # nothing was claimed or changed
+    if db_url.startswith("sqlite"):
+        assert f"the SQLite file {tmp_path / 'results.db'}" in message
+    else:
+        assert "postgresql" in message
+    # a relative SQLite URL is named by the file it opens from this folder
+    monkeypatch.chdir(tmp_path)
+    relative = Store("sqlite:///relative.db")
+    assert relative.where() == f"the SQLite file {tmp_path / 'relative.db'}"
+    relative.dispose()
 
 
 def test_failed_job_keeps_reason_and_retry_requeues(db_url):
