@@ -79,3 +79,13 @@ def wait_until_finished(db_url: str, total: int, timeout: float, proc=None, log=
         raise AssertionError(f"timed out with {store.counts()}\n{tail}")
     finally:
         store.dispose()
+
+
+def work_through(db_url: str, total: int, log: Path, concurrency: int, timeout: float) -> dict:
+    """Start a worker on `db_url`, wait until `total` jobs are finished, stop it; returns
+    the counts."""
+    proc = start_worker(db_url, log, concurrency=concurrency)
+    try:
+        return wait_until_finished(db_url, total, timeout=timeout, proc=proc, log=log)
+    finally:
+        stop_worker(proc)

@@ -10,7 +10,7 @@ from collections import defaultdict
 
 import pytest
 from click.testing import CliRunner
-from queue_helpers import start_worker, stop_worker, wait_until_finished, write_pages
+from queue_helpers import start_worker, stop_worker, work_through, write_pages
 from sqlalchemy import update
 
 from ocrq.scoring import cer_counts
@@ -36,11 +36,7 @@ def test_submit_to_two_pinned_workers_end_to_end(tmp_path, redis_client):
     )
     assert result.exit_code == 0, result.output
     assert "12 queued" in result.output
-    proc = start_worker(db_url, log, concurrency=2)
-    try:
-        counts = wait_until_finished(db_url, 12, timeout=240, proc=proc, log=log)
-    finally:
-        stop_worker(proc)
+    counts = work_through(db_url, 12, log, concurrency=2, timeout=240)
     assert counts["done"] == 12, counts
 
     out = tmp_path / "out.jsonl"
@@ -136,12 +132,7 @@ def test_a_worker_on_another_database_says_so_and_the_jobs_are_recovered(tmp_pat
     assert "ocrq retry --lost" in status.output
     retried = runner.invoke(cli, ["retry", "--lost", "--grace", "0", "--db", producer_db])
     assert "re-enqueued 3 ppocr jobs" in retried.output, retried.output
-    right_log = tmp_path / "right.log"
-    proc = start_worker(producer_db, right_log, concurrency=1)
-    try:
-        counts = wait_until_finished(producer_db, 3, timeout=120, proc=proc, log=right_log)
-    finally:
-        stop_worker(proc)
+    counts = work_through(producer_db, 3, tmp_path / "right.log", concurrency=1, timeout=120)
     assert counts["done"] == 3, counts
     status = runner.invoke(cli, ["status", "--db", producer_db])
     assert "no message in the broker" not in status.output
