@@ -301,35 +301,35 @@ def run(
 @click.option("--watch", is_flag=True, help="Refresh every 2 s until nothing is queued.")
 def status(db_url, batch_id, watch) -> None:
     """Job counts by status, and the broker's queue depths when it is reachable."""
+    import os
+
+    from ocrq.config import DEFAULT_BROKER_URL
     from ocrq.storage import Store
 
     store = Store(db_url)
+    # the broker variable alone: a status check must not fail on an unrelated setting
+    broker_url = os.environ.get("OCRQ_BROKER_URL", DEFAULT_BROKER_URL)
     while True:
         counts = store.counts(batch_id)
         total = sum(counts.values())
         line = "  ".join(f"{k} {v}" for k, v in counts.items())
         scope = f"batch {batch_id}" if batch_id else "all"
-        depths, broker_read = _queue_depths()
+        depths, broker_read = _queue_depths(broker_url)
         click.echo(f"{scope}: {total} jobs  {line}{depths}")
         if broker_read and counts["queued"] + counts["running"]:
-            _warn_stranded(store, batch_id)
+            _warn_stranded(store, broker_url, batch_id)
         if not watch or (counts["queued"] + counts["running"]) == 0:
             return
         time.sleep(2)
 
 
-def _warn_stranded(store, batch_id: int | None) -> None:
+def _warn_stranded(store, broker_url: str, batch_id: int | None) -> None:
     """Say so when queued jobs have no message left in Redis: no worker will ever run
     them (most often a worker started with another OCRQ_DB_URL took and dropped them)."""
-    import os
-
-    from ocrq.config import DEFAULT_BROKER_URL
     from producer.submit import stranded_jobs
 
     try:
-        count = stranded_jobs(
-            store, os.environ.get("OCRQ_BROKER_URL", DEFAULT_BROKER_URL), batch_id=batch_id
-        )
+        count = stranded_jobs(store, broker_url, batch_id=batch_id)
     except Exception:  # noqa: BLE001 - the broker went away: the next refresh says so
         return
     if count:
@@ -342,14 +342,9 @@ def _warn_stranded(store, batch_id: int | None) -> None:
         )
 
 
-def _queue_depths() -> tuple[str, bool]:
+def _queue_depths(url: str) -> tuple[str, bool]:
     """('  | broker: ocrq.ppocr 12' for non-empty ocrq queues, whether Redis was read);
     '' when the broker is not Redis."""
-    import os
-
-    from ocrq.config import DEFAULT_BROKER_URL
-
-    url = os.environ.get("OCRQ_BROKER_URL", DEFAULT_BROKER_URL)
     if not url.startswith(("redis://", "rediss://")):
         return "", False
     try:
