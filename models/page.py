@@ -46,7 +46,7 @@ def read_pages(
     before_page: Callable[[int], object] | None = None,
 ) -> Iterator[list[tuple[Region, TextLine]]]:
     """`read_page` of each page in turn, each handed over in a `PageBuffer` with no other
-    reference kept, as a worker reads a job's pages (`ocrq.process.ocr_pages`, whose
+    reference kept, as a worker reads a job's pages (`worker.pipeline.ocr_pages`, whose
     `before_page` hook this takes too)."""
     iterator = iter(pages)
     while (page := _buffered(next(iterator, None))) is not None:

@@ -9,8 +9,9 @@ import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
-from ocrq.errors import ModelError
+from ocrq.errors import ModelError, UsageError
 
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 
@@ -94,47 +95,92 @@ class InputLimits:
 
 
 @dataclass(frozen=True)
+class WorkerSettings:
+    """How a Celery worker runs jobs (`worker/config.py` turns these into Celery's options)."""
+
+    concurrency: int | None = None  # child processes; None: one per core it may use
+    soft_limit: float = 300.0  # s: a job still running then fails with "time limit"
+    hard_limit: float | None = None  # s: the child is killed; None: soft_limit + 60
+    # s a delivered message may stay unacked before Redis hands it out again; None: three
+    # hard limits, at least 600 (longer than the longest job, or a slow job runs twice)
+    visibility_timeout: float | None = None
+    restore_interval: float = 10.0  # s between sweeps for dead workers' messages
+    max_memory_mb: float = 1500.0  # a child above this is replaced after its job
+    reconcile_interval: float = 300.0  # s between lost-message checks; 0: never
+    reconcile_grace: float = 60.0  # s a published job waits before it can count as lost
+    max_attempts: int = 3  # deliveries that died before a job fails as poison
+
+
+@dataclass(frozen=True)
 class Settings:
     broker_url: str = DEFAULT_BROKER_URL
     db_url: str = field(default_factory=default_db_url)
     models_dir: Path = field(default_factory=default_models_dir)
     engine: EngineOptions = field(default_factory=EngineOptions)
     limits: InputLimits = field(default_factory=InputLimits)
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
+
+    def with_(self, **changes: Any) -> Settings:
+        """A copy with the changes that are not None (command-line options over the
+        environment's settings)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    return int(raw) if raw else default
+def _number(env: dict[str, str], name: str, kind: type, default: Any) -> Any:
+    """`env[name]` as `kind`, or `default` when unset or empty; a value that is not a
+    number is refused naming the variable."""
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        return kind(raw)
+    except ValueError:
+        raise UsageError(f"{name} must be a number, not {raw!r}") from None
+
+
+def _worker_settings(env: dict[str, str]) -> WorkerSettings:
+    w = WorkerSettings
+    return WorkerSettings(
+        concurrency=_number(env, "OCRQ_CONCURRENCY", int, w.concurrency),
+        soft_limit=_number(env, "OCRQ_TASK_SOFT_LIMIT", float, w.soft_limit),
+        hard_limit=_number(env, "OCRQ_TASK_HARD_LIMIT", float, w.hard_limit),
+        visibility_timeout=_number(env, "OCRQ_VISIBILITY_TIMEOUT", float, w.visibility_timeout),
+        restore_interval=_number(env, "OCRQ_RESTORE_INTERVAL", float, w.restore_interval),
+        max_memory_mb=_number(env, "OCRQ_MAX_MEMORY_MB", float, w.max_memory_mb),
+        reconcile_interval=_number(env, "OCRQ_RECONCILE_INTERVAL", float, w.reconcile_interval),
+        reconcile_grace=_number(env, "OCRQ_RECONCILE_GRACE", float, w.reconcile_grace),
+        max_attempts=_number(env, "OCRQ_MAX_ATTEMPTS", int, w.max_attempts),
+    )
 
 
 def settings_from_env(env: dict[str, str] | None = None) -> Settings:
+    """Every `OCRQ_*` variable is read here, and only here."""
     env = dict(os.environ if env is None else env)
     engine = EngineOptions(
-        engine=env.get("OCRQ_ENGINE", EngineOptions.engine),
+        engine=env.get("OCRQ_ENGINE") or EngineOptions.engine,
         model=env.get("OCRQ_MODEL") or None,
-        precision=env.get("OCRQ_PRECISION", EngineOptions.precision),
-        small_caps=env.get("OCRQ_SMALL_CAPS", EngineOptions.small_caps),
+        precision=env.get("OCRQ_PRECISION") or EngineOptions.precision,
+        small_caps=env.get("OCRQ_SMALL_CAPS") or EngineOptions.small_caps,
     )
     roots = tuple(p for p in env.get("OCRQ_INPUT_ROOTS", "").split(os.pathsep) if p)
     limits = InputLimits(
-        max_pixels=int(env.get("OCRQ_MAX_PIXELS") or InputLimits.max_pixels),
-        max_file_bytes=int(env.get("OCRQ_MAX_FILE_BYTES") or InputLimits.max_file_bytes),
-        max_pages=int(env.get("OCRQ_MAX_PAGES") or InputLimits.max_pages),
+        max_pixels=_number(env, "OCRQ_MAX_PIXELS", int, InputLimits.max_pixels),
+        max_file_bytes=_number(env, "OCRQ_MAX_FILE_BYTES", int, InputLimits.max_file_bytes),
+        max_pages=_number(env, "OCRQ_MAX_PAGES", int, InputLimits.max_pages),
         input_roots=tuple(str(Path(r).resolve()) for r in roots),
     )
     return Settings(
-        broker_url=env.get("OCRQ_BROKER_URL", DEFAULT_BROKER_URL),
+        broker_url=env.get("OCRQ_BROKER_URL") or DEFAULT_BROKER_URL,
         db_url=env.get("OCRQ_DB_URL") or default_db_url(),
         models_dir=Path(env["OCRQ_MODELS"]) if env.get("OCRQ_MODELS") else default_models_dir(),
         engine=engine,
         limits=limits,
+        worker=_worker_settings(env),
     )
 
 
 def redact_url(url: str) -> str:
     """A broker or database URL safe to print or store: any password becomes ***."""
-    from urllib.parse import urlsplit, urlunsplit
-
     parts = urlsplit(url)
     if parts.password is None:
         return url

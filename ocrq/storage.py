@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 from ocrq.config import redact_url
 from ocrq.errors import DatabaseUnavailable, UnknownJob
+from ocrq.results import RegionResult
 
 QUEUED, RUNNING, DONE, FAILED, DUPLICATE = "queued", "running", "done", "failed", "duplicate"
 STATUSES = (QUEUED, RUNNING, DONE, FAILED, DUPLICATE)
@@ -106,18 +107,6 @@ class RegionRow(Base):
     y1: Mapped[float] = mapped_column(Float)
     text: Mapped[str] = mapped_column(Text)
     confidence: Mapped[float] = mapped_column(Float)
-
-
-@dataclass(frozen=True)
-class RegionResult:
-    """One recognized region, ready to store."""
-
-    page: int
-    idx: int
-    quad: Sequence[Sequence[float]]
-    text: str
-    confidence: float
-    line: int = 0
 
 
 @dataclass(frozen=True)
@@ -408,10 +397,6 @@ class Store:
             if batch_id is not None:
                 query = query.where(Job.batch_id == batch_id)
             return sorted(engine for (engine,) in conn.execute(query))
-
-    def latest_batch(self) -> int | None:
-        with self.read() as conn:
-            return conn.execute(select(func.max(Batch.id))).scalar()
 
     def iter_jobs(self, batch_id: int | None = None, chunk: int = 500) -> Iterator[dict]:
         """Jobs in id order, streamed in keyset-paginated chunks (never all in memory)."""

@@ -1,25 +1,43 @@
-"""The `ocrq` command line. Errors are mapped to messages and exit codes here, once."""
+"""The `ocrq` command line: thin commands over the producer, the queue (`ocrq.queue`), the
+local pool (`worker.local`) and the exporters. Errors are mapped to messages and exit
+codes here, once (`OcrqGroup`). Commands that other packages add (`ocrq bench`, from the
+bench/ package) come in through the `ocrq.commands` entry point group."""
 
 from __future__ import annotations
 
-import functools
 import sys
 import time
-from collections.abc import Callable
+from dataclasses import replace
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ocrq.config import (
-    PRECISIONS,
-    SMALL_CAPS,
-    EngineOptions,
-    Settings,
-    redact_url,
-    settings_from_env,
-)
+from models.cli import models_group
+from ocrq.config import Settings, redact_url
 from ocrq.errors import OcrqError, UsageError
+from ocrq.queue import (
+    Enqueuer,
+    is_redis,
+    queue_depths,
+    queue_name,
+    requeue_lost,
+    stranded_jobs,
+)
+from ocrq.storage import DUPLICATE, Store, options_key
+from ocrq.threads import allowed_cores
+from producer.collect import Collected, WalkRequest, collect, report_unreadable
+from producer.export import FORMATS, ExportOptions, write_export
+from producer.options import (
+    ENGINES,
+    batch_option,
+    format_options,
+    pass_db_settings,
+    pass_settings,
+    walk_options,
+)
+from producer.submit import Plan, plan_jobs, record_jobs
 
 
 class OcrqGroup(click.Group):
@@ -33,121 +51,6 @@ class OcrqGroup(click.Group):
             ctx.exit(exc.exit_code)
 
 
-# ---- shared options ----------------------------------------------------------------
-
-
-def db_option(func: Callable) -> Callable:
-    return click.option(
-        "--db",
-        "db_url",
-        envvar="OCRQ_DB_URL",
-        default="sqlite:///results.db",
-        show_default=True,
-        help="Results database: any SQLAlchemy URL (env OCRQ_DB_URL).",
-    )(func)
-
-
-def format_options(func: Callable) -> Callable:
-    decorators = [
-        click.option(
-            "--format",
-            "fmt",
-            type=click.Choice(["csv", "json", "jsonl"]),
-            default=None,
-            help="Output format (default: from the -o file's extension, else jsonl).",
-        ),
-        click.option(
-            "--per",
-            "level",
-            type=click.Choice(["page", "region"]),
-            default="page",
-            show_default=True,
-            help="One record per page (file) or per text region.",
-        ),
-        click.option(
-            "--dehyphenate/--keep-hyphens",
-            default=False,
-            help="Join words hyphenated across line ends in page text.",
-        ),
-    ]
-    return functools.reduce(lambda f, d: d(f), reversed(decorators), func)
-
-
-def engine_options(func: Callable) -> Callable:
-    decorators = [
-        click.option(
-            "--engine",
-            envvar="OCRQ_ENGINE",
-            default="ppocr",
-            show_default=True,
-            type=click.Choice(["ppocr", "trocr-onnx", "trocr-mlx"]),
-            help="OCR engine (env OCRQ_ENGINE).",
-        ),
-        click.option(
-            "--model", envvar="OCRQ_MODEL", default=None, help="Recognizer model (env OCRQ_MODEL)."
-        ),
-        click.option(
-            "--precision",
-            envvar="OCRQ_PRECISION",
-            default="auto",
-            show_default=True,
-            type=click.Choice(PRECISIONS),
-            help="Model precision (env OCRQ_PRECISION). auto: INT8 for the ppocr engine on "
-            "x86 CPUs with VNNI/AMX (as accurate as FP32 there, and faster), else FP32.",
-        ),
-        click.option(
-            "--small-caps",
-            envvar="OCRQ_SMALL_CAPS",
-            default="auto",
-            show_default=True,
-            type=click.Choice(SMALL_CAPS),
-            help="Words printed in small capitals (ppocr; env OCRQ_SMALL_CAPS): keep them "
-            "in capitals ('KINNEY', not the mixed case read), lower them ('The Palace "
-            "of the King', as books are transcribed), or auto: lowered in running text, "
-            "capitals in headings, bylines and acronyms.",
-        ),
-    ]
-    return functools.reduce(lambda f, d: d(f), reversed(decorators), func)
-
-
-def walk_options(func: Callable) -> Callable:
-    decorators = [
-        click.argument(
-            "paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path)
-        ),
-        click.option(
-            "--pattern",
-            "-p",
-            "patterns",
-            multiple=True,
-            default=(),
-            help="Glob on the path relative to each folder ('*.jpg', '**/*.png'); "
-            "repeatable. Default: common image types.",
-        ),
-        click.option(
-            "--recursive/--no-recursive",
-            default=True,
-            show_default=True,
-            help="Descend into sub-folders.",
-        ),
-        click.option("--force", is_flag=True, help="Run files again even when already done."),
-        click.option(
-            "--hidden", is_flag=True, help="Include hidden files and folders (names with a dot)."
-        ),
-    ]
-    return functools.reduce(lambda f, d: d(f), reversed(decorators), func)
-
-
-def _settings(
-    db_url: str, engine: str, model: str | None, precision: str, small_caps: str
-) -> Settings:
-    from dataclasses import replace
-
-    base = settings_from_env()
-    options = EngineOptions(engine=engine, model=model, precision=precision, small_caps=small_caps)
-    return replace(base, db_url=db_url, engine=options)
-
-
 def _open_output(path: Path | None):
     if path is None or str(path) == "-":
         return click.get_text_stream("stdout")
@@ -158,7 +61,7 @@ def _infer_format(fmt: str | None, output: Path | None) -> str:
     if fmt:
         return fmt
     suffix = output.suffix.lower().lstrip(".") if output else ""
-    return suffix if suffix in ("csv", "json", "jsonl") else "jsonl"
+    return suffix if suffix in FORMATS else "jsonl"
 
 
 # ---- commands ----------------------------------------------------------------------
@@ -172,23 +75,15 @@ def cli() -> None:
 
 @cli.command()
 @walk_options
-@engine_options
-@db_option
+@pass_settings
 @click.option("--chunk", default=1000, show_default=True, help="Messages per pipelined publish.")
-def submit(
-    paths, patterns, recursive, force, hidden, engine, model, precision, small_caps, db_url, chunk
-) -> None:
+def submit(walk: WalkRequest, settings: Settings, chunk: int) -> None:
     """Walk PATHS, record a job per new image and enqueue it to Redis for the workers."""
-    from producer.collect import collect, report_unreadable
-    from producer.submit import Enqueuer
-    from worker.config import queue_name
-
-    settings = _settings(db_url, engine, model, precision, small_caps)
-    enqueuer = Enqueuer(queue_name(engine), chunk=chunk)
+    enqueuer = Enqueuer(settings.broker_url, queue_name(settings.engine.engine), chunk=chunk)
     enqueuer.check_broker()
-    store = _store(settings)
-    found = collect(paths, patterns, recursive, include_hidden=hidden)
-    plan, batch_id, to_send = _plan_and_record(store, settings, found, force, paths, patterns)
+    store = Store(settings.db_url)
+    found = collect(walk)
+    plan, batch_id, to_send = _plan_and_record(store, settings, found, walk)
     with click.progressbar(length=len(to_send), label="enqueue", file=sys.stderr) as bar:
         started = time.perf_counter()
         enqueuer.send(to_send, store, progress=bar.update)
@@ -205,25 +100,17 @@ def submit(
     report_unreadable(found)
 
 
-def _dup_count(plan) -> int:
-    return sum(1 for j in plan.new_jobs if j.status == "duplicate")
+def _dup_count(plan: Plan) -> int:
+    return sum(1 for j in plan.new_jobs if j.status == DUPLICATE)
 
 
-def _store(settings: Settings):
-    from ocrq.storage import Store
-
-    return Store(settings.db_url)
-
-
-def _plan_and_record(store, settings: Settings, found, force, paths, patterns):
-    from ocrq.storage import options_key
-    from producer.submit import plan_jobs, record_jobs
-
+def _plan_and_record(
+    store: Store, settings: Settings, found: Collected, walk: WalkRequest
+) -> tuple[Plan, int, list[int]]:
     options = settings.engine
-    key = options_key(options)
-    plan = plan_jobs(store, found.files, key, force)
+    plan = plan_jobs(store, found.files, options_key(options), walk.force)
     batch_id = store.create_batch(
-        [str(p) for p in paths], list(patterns or found.patterns), options.as_dict()
+        [str(p) for p in walk.paths], list(walk.patterns or found.patterns), options.as_dict()
     )
     to_send = record_jobs(store, batch_id, plan, options)
     return plan, batch_id, to_send
@@ -231,8 +118,7 @@ def _plan_and_record(store, settings: Settings, found, force, paths, patterns):
 
 @cli.command()
 @walk_options
-@engine_options
-@db_option
+@pass_settings
 @click.option(
     "--workers",
     "-w",
@@ -248,34 +134,19 @@ def _plan_and_record(store, settings: Settings, found, force, paths, patterns):
 )
 @format_options
 def run(
-    paths,
-    patterns,
-    recursive,
-    force,
-    hidden,
-    engine,
-    model,
-    precision,
-    small_caps,
-    db_url,
-    workers,
-    output,
-    fmt,
-    level,
-    dehyphenate,
+    walk: WalkRequest, settings: Settings, workers: int, output: Path | None, export: ExportOptions
 ) -> None:
     """Run everything locally, no Redis needed: walk, then OCR with pinned worker processes."""
-    from producer.collect import collect, report_unreadable
-    from producer.local import LocalPool
-    from worker.threads import allowed_cores
+    # Imported here for start-up time: the pool loads the engines' modules (numpy,
+    # onnxruntime, OpenCV), which only this command needs.
+    from worker.local import LocalPool
 
-    settings = _settings(db_url, engine, model, precision, small_caps)
-    store = _store(settings)
-    found = collect(paths, patterns, recursive, include_hidden=hidden)
-    plan, batch_id, to_send = _plan_and_record(store, settings, found, force, paths, patterns)
+    store = Store(settings.db_url)
+    found = collect(walk)
+    plan, batch_id, to_send = _plan_and_record(store, settings, found, walk)
     store.mark_enqueued(to_send)
     store.dispose()
-    workers = workers or len(allowed_cores())
+    workers = workers or settings.worker.concurrency or len(allowed_cores())
     pool = LocalPool(settings, workers=workers)
     with click.progressbar(length=len(to_send), label="ocr", file=sys.stderr) as bar:
         summary = pool.run(to_send, progress=bar.update)
@@ -291,43 +162,43 @@ def run(
         click.echo(f"  failed job {job_id}: {reason}", err=True)
     report_unreadable(found)
     if output is not None:
-        _export(store, output, _infer_format(fmt, output), level, dehyphenate, batch_id)
+        _export(store, output, replace(export, batch_id=batch_id))
         click.echo(f"wrote {output}")
 
 
 @cli.command()
-@db_option
-@click.option("--batch", "batch_id", type=int, default=None, help="Only this batch.")
+@pass_db_settings
+@batch_option
 @click.option("--watch", is_flag=True, help="Refresh every 2 s until nothing is queued.")
-def status(db_url, batch_id, watch) -> None:
+def status(settings: Settings, batch_id: int | None, watch: bool) -> None:
     """Job counts by status, and the broker's queue depths when it is reachable."""
-    import os
-
-    from ocrq.config import DEFAULT_BROKER_URL
-    from ocrq.storage import Store
-
-    store = Store(db_url)
-    # the broker variable alone: a status check must not fail on an unrelated setting
-    broker_url = os.environ.get("OCRQ_BROKER_URL", DEFAULT_BROKER_URL)
+    store = Store(settings.db_url)
     while True:
         counts = store.counts(batch_id)
         total = sum(counts.values())
         line = "  ".join(f"{k} {v}" for k, v in counts.items())
         scope = f"batch {batch_id}" if batch_id else "all"
-        depths, broker_read = _queue_depths(broker_url)
-        click.echo(f"{scope}: {total} jobs  {line}{depths}")
-        if broker_read and counts["queued"] + counts["running"]:
-            _warn_stranded(store, broker_url, batch_id)
+        depths = queue_depths(settings.broker_url)
+        click.echo(f"{scope}: {total} jobs  {line}{_depths_note(settings.broker_url, depths)}")
+        if depths is not None and counts["queued"] + counts["running"]:
+            _warn_stranded(store, settings.broker_url, batch_id)
         if not watch or (counts["queued"] + counts["running"]) == 0:
             return
         time.sleep(2)
 
 
-def _warn_stranded(store, broker_url: str, batch_id: int | None) -> None:
+def _depths_note(broker_url: str, depths: dict[str, int] | None) -> str:
+    """'  | broker: ocrq.ppocr 12' for the non-empty ocrq queues; '' for a broker that
+    is not Redis."""
+    if depths is None:
+        return "  | broker: unreachable" if is_redis(broker_url) else ""
+    shown = " ".join(f"{name} {n}" for name, n in depths.items())
+    return f"  | broker: {shown or 'queues empty'}"
+
+
+def _warn_stranded(store: Store, broker_url: str, batch_id: int | None) -> None:
     """Say so when queued jobs have no message left in Redis: no worker will ever run
     them (most often a worker started with another OCRQ_DB_URL took and dropped them)."""
-    from producer.submit import stranded_jobs
-
     try:
         count = stranded_jobs(store, broker_url, batch_id=batch_id)
     except Exception:  # noqa: BLE001 - the broker went away: the next refresh says so
@@ -342,55 +213,32 @@ def _warn_stranded(store, broker_url: str, batch_id: int | None) -> None:
         )
 
 
-def _queue_depths(url: str) -> tuple[str, bool]:
-    """('  | broker: ocrq.ppocr 12' for non-empty ocrq queues, whether Redis was read);
-    '' when the broker is not Redis."""
-    if not url.startswith(("redis://", "rediss://")):
-        return "", False
-    try:
-        import redis
-
-        client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
-        depths = {
-            key.decode(): client.llen(key)
-            for key in client.scan_iter(match="ocrq.*", count=100)
-            if client.type(key) == b"list"
-        }
-        client.close()
-    except Exception:
-        return "  | broker: unreachable", False
-    shown = " ".join(f"{name} {n}" for name, n in sorted(depths.items()) if n)
-    return f"  | broker: {shown or 'queues empty'}", True
-
-
 @cli.command()
-@db_option
+@pass_db_settings
 @format_options
 @click.option(
     "--output", "-o", type=click.Path(path_type=Path), default=None, help="File (default stdout)."
 )
-@click.option("--batch", "batch_id", type=int, default=None, help="Only this batch.")
-def export(db_url, fmt, level, dehyphenate, output, batch_id) -> None:
+@batch_option
+def export(
+    settings: Settings, export: ExportOptions, output: Path | None, batch_id: int | None
+) -> None:
     """Stream results from the database as CSV, a JSON array, or JSON lines."""
-    from ocrq.storage import Store
-
-    _export(Store(db_url), output, _infer_format(fmt, output), level, dehyphenate, batch_id)
+    _export(Store(settings.db_url), output, replace(export, batch_id=batch_id))
 
 
-def _export(store, output, fmt, level, dehyphenate, batch_id) -> int:
-    from producer.export import ExportOptions, write_export
-
-    opts = ExportOptions(fmt=fmt, level=level, batch_id=batch_id, dehyphenate=dehyphenate)
+def _export(store: Store, output: Path | None, options: ExportOptions) -> int:
+    options = replace(options, fmt=_infer_format(options.fmt, output))
     out = _open_output(output)
     try:
-        return write_export(store, out, opts)
+        return write_export(store, out, options)
     finally:
         if out is not sys.stdout and output is not None and str(output) != "-":
             out.close()
 
 
 @cli.command()
-@db_option
+@pass_db_settings
 @click.option("--failed", is_flag=True, help="Re-enqueue the failed jobs.")
 @click.option(
     "--lost",
@@ -404,19 +252,28 @@ def _export(store, output, fmt, level, dehyphenate, batch_id) -> int:
     show_default=True,
     help="With --lost: only jobs published at least this many seconds ago.",
 )
-@click.option("--batch", "batch_id", type=int, default=None, help="Only this batch.")
-@click.option("--engine", envvar="OCRQ_ENGINE", default="ppocr", show_default=True)
-def retry(db_url, failed, lost, grace, batch_id, engine) -> None:
+@batch_option
+@click.option(
+    "--engine",
+    default=None,
+    type=click.Choice(ENGINES),
+    help="Whose jobs [default: OCRQ_ENGINE, else ppocr].",
+)
+def retry(
+    settings: Settings,
+    failed: bool,
+    lost: bool,
+    grace: float,
+    batch_id: int | None,
+    engine: str | None,
+) -> None:
     """Re-enqueue failed jobs (after fixing the cause) or jobs whose message was lost."""
-    from ocrq.storage import Store
-    from producer.submit import Enqueuer, requeue_lost
-    from worker.config import queue_name
-
     if not (failed or lost):
         raise UsageError("say what to retry: --failed and/or --lost")
-    enqueuer = Enqueuer(queue_name(engine))
+    engine = engine or settings.engine.engine
+    enqueuer = Enqueuer(settings.broker_url, queue_name(engine))
     enqueuer.check_broker()
-    store = Store(db_url)
+    store = Store(settings.db_url)
     if failed:
         ids = store.requeue_failed(batch_id, engine=engine)
         enqueuer.send(ids, store)
@@ -426,15 +283,15 @@ def retry(db_url, failed, lost, grace, batch_id, engine) -> None:
         click.echo(f"re-enqueued {len(ids)} {engine} jobs whose message was lost")
 
 
-def _add_subcommands() -> None:
-    from models.cli import models_group
-    from producer.bench.command import bench
-
+def _add_commands() -> None:
+    """`ocrq models` from the models floor; commands of other installed packages (the
+    bench) from the `ocrq.commands` entry points, so the product imports none of them."""
     cli.add_command(models_group)
-    cli.add_command(bench)
+    for entry in entry_points(group="ocrq.commands"):
+        cli.add_command(entry.load(), entry.name)
 
 
-_add_subcommands()
+_add_commands()
 
 
 def main() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +30,17 @@ DEFAULT_PATTERNS = (
 )
 
 
+@dataclass(frozen=True)
+class WalkRequest:
+    """What a submit or run is about: files under `paths` matching `patterns`."""
+
+    paths: tuple[Path, ...]
+    patterns: tuple[str, ...] = ()  # empty: DEFAULT_PATTERNS
+    recursive: bool = True
+    include_hidden: bool = False
+    force: bool = False  # run files again even when done (used when planning, not here)
+
+
 @dataclass
 class Collected:
     files: list[HashedFile] = field(default_factory=list)
@@ -38,12 +48,13 @@ class Collected:
     patterns: tuple[str, ...] = DEFAULT_PATTERNS
 
 
-def collect(
-    paths: Sequence[Path], patterns: Sequence[str], recursive: bool, include_hidden: bool = False
-) -> Collected:
-    found = Collected(patterns=tuple(patterns) or DEFAULT_PATTERNS)
+def collect(request: WalkRequest) -> Collected:
+    found = Collected(patterns=tuple(request.patterns) or DEFAULT_PATTERNS)
     entries = []
-    for entry in walk(paths, found.patterns, recursive, include_hidden=include_hidden):
+    walked = walk(
+        request.paths, found.patterns, request.recursive, include_hidden=request.include_hidden
+    )
+    for entry in walked:
         if entry.ok:
             entries.append(entry)
         else:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from ocrq.inputs import display_path
-from ocrq.scoring import dehyphenate
+from ocrq.results import RegionResult, page_text
 from ocrq.storage import Store, decode_path
 
 FORMATS = ("csv", "json", "jsonl")
@@ -63,24 +63,6 @@ class ExportOptions:
 def shown_path(stored: str) -> str:
     """The path as a person reads it: undecodable bytes of non-UTF-8 names as \\xNN."""
     return display_path(decode_path(stored))
-
-
-def page_text(regions: list[dict], *, join_hyphens: bool = False) -> str:
-    """Regions in reading order: those on one visual line joined by a space, lines by a
-    newline, pages separated by a blank line."""
-    lines: list[str] = []
-    current: tuple[int, int] | None = None
-    for region in regions:
-        key = (region["page"], region.get("line", region["idx"]))
-        if current is not None and key == current:
-            lines[-1] += " " + region["text"]
-            continue
-        if current is not None and key[0] != current[0]:
-            lines.append("")
-        lines.append(region["text"])
-        current = key
-    text = "\n".join(lines)
-    return dehyphenate(text) if join_hyphens else text
 
 
 def iter_records(store: Store, opts: ExportOptions) -> Iterator[dict[str, Any]]:
@@ -132,7 +114,7 @@ def _page_record(job: dict, regions: list[dict], opts: ExportOptions) -> dict[st
         "duplicate_of": job["duplicate_of"],
         "worker": job["worker"],
         "attempts": job["attempts"],
-        "text": page_text(regions, join_hyphens=opts.dehyphenate),
+        "text": page_text(map(RegionResult.from_row, regions), join_hyphens=opts.dehyphenate),
         "options": options,
         "provenance": job.get("provenance"),
         "timings": timings,

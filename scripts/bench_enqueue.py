@@ -26,16 +26,9 @@ def main(jobs: int, broker: str, chunk: int) -> None:
     import redis
 
     from ocrq.config import EngineOptions
+    from ocrq.queue import TASK_NAME, Enqueuer, broker_job_ids, nothing_can_be_lost, queue_name
     from ocrq.storage import Store, options_key
-    from producer.submit import (
-        Enqueuer,
-        HashedFile,
-        broker_job_ids,
-        nothing_can_be_lost,
-        plan_jobs,
-        record_jobs,
-    )
-    from worker.config import queue_name
+    from producer.submit import HashedFile, plan_jobs, record_jobs
 
     client = redis.Redis.from_url(broker)
     queue = queue_name("bench")
@@ -51,7 +44,7 @@ def main(jobs: int, broker: str, chunk: int) -> None:
         rows.append(("record job rows (SQLite)", time.perf_counter() - started))
 
         client.flushdb()
-        enqueuer = Enqueuer(queue, chunk=chunk, broker_url=broker)
+        enqueuer = Enqueuer(broker, queue, chunk=chunk)
         started = time.perf_counter()
         enqueuer.send(ids, store)
         rows.append(
@@ -73,7 +66,7 @@ def main(jobs: int, broker: str, chunk: int) -> None:
         started = time.perf_counter()
         with enqueuer.app.connection_for_write(broker) as conn, conn.Producer() as producer:
             for job_id in ids:
-                enqueuer.task.apply_async((job_id,), producer=producer, queue=queue)
+                enqueuer.app.send_task(TASK_NAME, (job_id,), producer=producer, queue=queue)
         rows.append(("apply_async loop (one round trip each)", time.perf_counter() - started))
         assert client.llen(queue) == jobs
         client.flushdb()

@@ -5,7 +5,7 @@
 `ocrq bench` runs each runner over a whole set in its own pinned pool; this script is
 for engine experiments: every runner reads the same image one after the other, on one
 core, so machine noise hits all of them alike and small differences show. Runners are
-`ocrq bench`'s (`producer.bench.runners`), including `ours-*[settings]` variants, and
+`ocrq bench`'s (`bench.runners`), including `ours-*[settings]` variants, and
 scoring is the bench's (`score_item`), so the two always agree.
 """
 
@@ -20,9 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.evalsets import discover, score_item  # noqa: E402
+from bench.runners import make_reader, parse_runner, unavailable  # noqa: E402
 from ocrq.config import settings_from_env  # noqa: E402
-from producer.bench.evalsets import discover, score_item  # noqa: E402
-from producer.bench.runners import make_reader, parse_runner, unavailable  # noqa: E402
 
 EVAL = Path(os.environ.get("OCRQ_EVAL", Path(__file__).resolve().parents[2] / "shared" / "eval"))
 SETS = ("lines", "pages/sroie", "pages/oldbooks", "pages/tesseract_test")

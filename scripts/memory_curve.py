@@ -64,7 +64,7 @@ def main(folders, pages, every, precision) -> None:
     for n in range(1, pages + 1):
         job_pages = iter_pages(next(stream), settings.limits)
         for _ in read_pages(state.engine, job_pages, before_page):
-            pass  # each page handed over as a worker does (ocrq.process.ocr_pages)
+            pass  # each page handed over as a worker does (worker.pipeline.ocr_pages)
         # As a worker does after each job.
         trims += release_free_memory(release_caches=state.engine.release_memory)
         peak = max(peak, mb())

@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 def main(folders, workers, precision, broker, limit) -> None:
     os.environ["OCRQ_BROKER_URL"] = broker
     sys.path.insert(0, str(REPO))
-    from producer.bench.evalsets import discover, score_item
+    from bench.evalsets import discover, score_item
 
     print(
         f"{'set':16} {'items':>5} {'done':>5} {'CER %':>7} {'items/s':>8} {'lines/s':>8} {'wall s':>7}"
@@ -49,7 +49,7 @@ def _run_set(evalset, workers, precision, broker, score_item) -> dict:
     import redis
 
     from ocrq.storage import Store
-    from producer.celery_worker import celery_worker_argv
+    from worker.command import celery_worker_argv
 
     redis.Redis.from_url(broker).flushdb()
     with tempfile.TemporaryDirectory(prefix="ocrq-queue-eval-") as tmp:
@@ -87,7 +87,7 @@ def _run_set(evalset, workers, precision, broker, score_item) -> dict:
 
 
 def _score(store, evalset, score_item, wall) -> dict:
-    from producer.export import page_text
+    from ocrq.results import RegionResult, page_text
 
     by_path = {job["path"]: job for job in store.iter_jobs()}
     regions = store.regions_for([job["id"] for job in by_path.values()])
@@ -96,7 +96,9 @@ def _score(store, evalset, score_item, wall) -> dict:
         job = by_path[str(Path(item.image).resolve())]
         found = regions.get(job["id"], [])
         boxes = [(r["x0"], r["y0"], r["x1"], r["y1"], r["text"]) for r in found if r["page"] == 0]
-        d, n = score_item(item, evalset.conventions, page_text(found), boxes)
+        d, n = score_item(
+            item, evalset.conventions, page_text(map(RegionResult.from_row, found)), boxes
+        )
         dist, total, lines = dist + d, total + n, lines + len(found)
         done += job["status"] == "done"
     spans = [(j["started_at"], j["finished_at"]) for j in by_path.values() if j["finished_at"]]

@@ -23,6 +23,7 @@ import psutil
 from queue_helpers import REPO, start_worker, stop_worker
 
 from ocrq.config import EngineOptions
+from ocrq.queue import Enqueuer
 from ocrq.storage import DONE, DUPLICATE, FAILED, NewJob, Store, encode_path, options_key
 
 QUEUE = "ocrq.ppocr"
@@ -226,9 +227,8 @@ def enqueue(
     progress: Callable[[int], None] | None = None,
 ) -> None:
     """Publish through the producer's own pipelined enqueuer, to `broker_url`."""
-    from producer.submit import Enqueuer
 
-    Enqueuer(QUEUE, chunk=chunk, broker_url=broker_url).send(job_ids, store, progress=progress)
+    Enqueuer(broker_url, QUEUE, chunk=chunk).send(job_ids, store, progress=progress)
 
 
 def submit(db_url: str, broker_url: str, paths: Sequence[str | os.PathLike]) -> list[int]:

@@ -12,7 +12,7 @@ from fixtures_text import render_page
 from PIL import Image
 
 from ocrq.storage import Store
-from producer.celery_worker import celery_worker_argv
+from worker.command import celery_worker_argv
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -12,9 +12,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from ocrq.errors import UsageError
-from producer.bench.command import bench
-from producer.bench.evalsets import (
+from bench.command import bench
+from bench.evalsets import (
     Conventions,
     Item,
     discover,
@@ -22,8 +21,8 @@ from producer.bench.evalsets import (
     score_item,
     zone_text,
 )
-from producer.bench.pool import run_pool
-from producer.bench.report import (
+from bench.pool import run_pool
+from bench.report import (
     Row,
     add_ratios,
     chart_grid,
@@ -31,7 +30,8 @@ from producer.bench.report import (
     format_table,
     percentile,
 )
-from producer.bench.runners import parse_runner, parse_tsv, ppocr_config
+from bench.runners import parse_runner, parse_tsv, ppocr_config
+from ocrq.errors import UsageError
 from tests.fixtures_text import render_line, render_page, render_runs
 
 PAGE_TEXTS = [
@@ -183,7 +183,7 @@ def test_pool_pins_each_worker_to_its_own_core_and_splits_the_items(tmp_path):
         for i, t in enumerate(PAGE_TEXTS)
     ]
     spec = parse_runner("tesseract", 2)
-    factory = ("producer.bench.runners", "make_reader", (spec, str(tmp_path), "tesseract"))
+    factory = ("bench.runners", "make_reader", (spec, str(tmp_path), "tesseract"))
     result = run_pool(factory, [(p, False) for p in paths], 2)
     assert result.error is None
     assert len(result.cores) == 2 and len(set(result.cores)) == min(2, len(_cores()))
@@ -193,7 +193,7 @@ def test_pool_pins_each_worker_to_its_own_core_and_splits_the_items(tmp_path):
 
 
 def _cores() -> list[int]:
-    from producer.bench.pool import allowed_cores
+    from ocrq.threads import allowed_cores
 
     return allowed_cores()
 
@@ -268,7 +268,7 @@ def test_bench_small_caps_setting_reaches_our_engine(tmp_path):
 
 
 def test_rapidocr_reads_line_images_in_its_line_mode_and_pages_with_its_pipeline(tmp_path):
-    from producer.bench.runners import make_reader
+    from bench.runners import make_reader
 
     read = make_reader(parse_runner("rapidocr", 1), str(tmp_path))
     line = _save(render_line("Pack my box with six dozen", height=40), tmp_path / "l.png", "x")

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from producer.bench.evalsets import discover
-from producer.bench.queue import run_queue
-from producer.bench.report import summarize
+from bench.evalsets import discover
+from bench.queue import run_queue
+from bench.report import summarize
 from tests.fixtures_text import render_page, render_runs
 
 pytestmark = pytest.mark.slow

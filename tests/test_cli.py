@@ -64,14 +64,7 @@ def test_run_embedded_mode_end_to_end(tmp_path):
 
 
 def test_submit_without_broker_says_how_to_fix(tmp_path, monkeypatch):
-    from producer import submit
-
-    original = submit.Enqueuer.__init__
-
-    def unreachable(self, queue, chunk=1000, retries=6, broker_url=None):
-        original(self, queue, chunk, retries, broker_url="redis://127.0.0.1:1/0")
-
-    monkeypatch.setattr(submit.Enqueuer, "__init__", unreachable)
+    monkeypatch.setenv("OCRQ_BROKER_URL", "redis://127.0.0.1:1/0")
     write_pages(tmp_path / "in", 1)
     result = CliRunner().invoke(
         cli, ["submit", str(tmp_path / "in"), "--db", f"sqlite:///{tmp_path}/x.db"]

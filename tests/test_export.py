@@ -6,8 +6,9 @@ import csv
 import io
 import json
 
-from ocrq.storage import DUPLICATE, NewJob, RegionResult, Store, model_key
-from producer.export import ExportOptions, page_text, write_export
+from ocrq.results import RegionResult, page_text
+from ocrq.storage import DUPLICATE, NewJob, Store, model_key
+from producer.export import ExportOptions, write_export
 
 OPTIONS = {"engine": "ppocr", "model": None, "precision": "fp32"}
 QUAD = [[0, 0], [50, 0], [50, 10], [0, 10]]
@@ -82,12 +83,19 @@ def test_dehyphenate_option(sqlite_url):
 
 def test_page_text_joins_lines_and_separates_pages():
     regions = [
-        {"page": 0, "line": 0, "idx": 0, "text": "Milk"},
-        {"page": 0, "line": 0, "idx": 1, "text": "1.20"},
-        {"page": 0, "line": 1, "idx": 2, "text": "b"},
-        {"page": 1, "line": 0, "idx": 0, "text": "c"},
+        RegionResult(0, 0, QUAD, "Milk", 0.9, line=0),
+        RegionResult(0, 1, QUAD, "1.20 ", 0.9, line=0),
+        RegionResult(0, 2, QUAD, "exam-", 0.9, line=1),
+        RegionResult(0, 3, QUAD, "ple", 0.9, line=2),
+        RegionResult(1, 0, QUAD, "c", 0.9, line=0),
     ]
-    assert page_text(regions) == "Milk 1.20\nb\n\nc"
+    assert page_text(regions) == "Milk 1.20\nexam-\nple\n\nc"
+    assert page_text(regions, join_hyphens=True) == "Milk 1.20\nexample\n\nc"
+
+
+def test_region_rows_read_back_as_results():
+    row = {"page": 2, "idx": 1, "line": 3, "quad": QUAD, "text": "t", "confidence": 0.5, "x0": 0}
+    assert RegionResult.from_row(row) == RegionResult(2, 1, QUAD, "t", 0.5, line=3)
 
 
 def test_non_utf8_paths_export_readable(sqlite_url):

@@ -10,10 +10,10 @@ from fault_helpers import RedisServer, Worker, audit, ocrq_cli, print_row, wait_
 from queue_helpers import write_pages
 
 from ocrq.config import EngineOptions
+from ocrq.queue import Enqueuer, queue_name
 from ocrq.storage import Store, model_key
-from producer.collect import collect
-from producer.submit import Enqueuer, plan_jobs, record_jobs
-from worker.config import queue_name
+from producer.collect import WalkRequest, collect
+from producer.submit import plan_jobs, record_jobs
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +27,7 @@ def _interrupted_submit(folder, db_url: str, broker_url: str, chunk: int) -> lis
     after the first chunk was published and marked."""
     options = EngineOptions(precision="fp32")
     store = Store(db_url)
-    found = collect([folder], ["*.png"], recursive=True)
+    found = collect(WalkRequest((folder,), ("*.png",)))
     plan = plan_jobs(store, found.files, model_key("ppocr", None, "fp32"), force=False)
     batch = store.create_batch([str(folder)], ["*.png"], options.as_dict())
     to_send = record_jobs(store, batch, plan, options)
@@ -36,7 +36,7 @@ def _interrupted_submit(folder, db_url: str, broker_url: str, chunk: int) -> lis
         raise Interrupted
 
     with pytest.raises(Interrupted):
-        Enqueuer(queue_name("ppocr"), chunk=chunk, broker_url=broker_url).send(
+        Enqueuer(broker_url, queue_name("ppocr"), chunk=chunk).send(
             to_send, store, progress=progress
         )
     store.dispose()
@@ -108,13 +108,13 @@ def test_requeue_lost_finds_a_message_taken_off_the_queue_and_never_recorded(tmp
     again, and only it."""
     from fault_helpers import submit, wait_for
 
-    from producer.submit import broker_job_ids, nothing_can_be_lost, requeue_lost
+    from ocrq.queue import broker_job_ids, nothing_can_be_lost, requeue_lost
 
     db_url = f"sqlite:///{tmp_path / 'results.db'}"
     redis = RedisServer(tmp_path)
     try:
         ids = submit(db_url, redis.url, sorted(write_pages(tmp_path / "scans", 6)))
-        enqueuer = Enqueuer(queue_name("ppocr"), broker_url=redis.url)
+        enqueuer = Enqueuer(redis.url, queue_name("ppocr"))
         store = Store(db_url, create=False)
         assert broker_job_ids(redis.url, enqueuer.queue) == set(ids)
         assert nothing_can_be_lost(store, redis.url, queue_name)  # the O(1) pre-check
@@ -179,7 +179,7 @@ def test_a_message_in_transit_is_not_sent_twice(tmp_path):
 
     from fault_helpers import submit
 
-    from producer.submit import LostMessageCheck
+    from ocrq.queue import LostMessageCheck
 
     db_url = f"sqlite:///{tmp_path / 'results.db'}"
     redis = RedisServer(tmp_path)
@@ -187,7 +187,7 @@ def test_a_message_in_transit_is_not_sent_twice(tmp_path):
         ids = submit(db_url, redis.url, sorted(write_pages(tmp_path / "scans", 3)))
         queue = queue_name("ppocr")
         store = Store(db_url, create=False)
-        check = LostMessageCheck(Enqueuer(queue, broker_url=redis.url), grace_seconds=0)
+        check = LostMessageCheck(Enqueuer(redis.url, queue), grace_seconds=0)
         with redis.client() as client:
             in_transit = client.rpop(queue)  # job ids[0], popped and not yet recorded
             client.rpop(queue)  # job ids[1], popped by a worker killed right then

@@ -15,8 +15,8 @@ from sqlalchemy import update
 
 from ocrq.scoring import cer_counts
 from ocrq.storage import Job, Store
+from ocrq.threads import allowed_cores
 from producer.cli import cli
-from worker.threads import allowed_cores
 
 pytestmark = pytest.mark.slow
 

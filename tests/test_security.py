@@ -25,8 +25,8 @@ from fault_helpers import (
 )
 from queue_helpers import write_pages
 
+from ocrq.queue import TASK_NAME
 from ocrq.storage import Store
-from worker.tasks import TASK_NAME
 
 pytestmark = pytest.mark.slow
 

@@ -236,8 +236,8 @@ def test_small_caps_option_is_checked_and_keyed(tmp_path):
 
 def test_a_worker_refuses_a_job_asking_for_the_other_small_caps_setting(tmp_path):
     from ocrq.config import InputLimits
-    from ocrq.process import process_job
     from ocrq.storage import FAILED, NewJob, Store
+    from worker.pipeline import process_job
 
     store = Store(f"sqlite:///{tmp_path / 'results.db'}")
     wanted = EngineOptions(precision="fp32", small_caps="lower")

@@ -28,8 +28,8 @@ from fault_helpers import (
 )
 from PIL import Image
 
+from ocrq.queue import Enqueuer, requeue_lost
 from ocrq.storage import FAILED, Store
-from producer.submit import Enqueuer, requeue_lost
 
 pytestmark = pytest.mark.soak
 
@@ -89,7 +89,7 @@ def test_soak_random_kills(tmp_path):
     child_kills = whole_kills = worker_exits = 0
     deadline = time.monotonic() + 3600
     check = Store(db_url, create=False)
-    enqueuer = Enqueuer(QUEUE, broker_url=redis.url)
+    enqueuer = Enqueuer(redis.url, QUEUE)
     recovered: list[int] = []
     finished, progress_at = -1, time.monotonic()
     try:

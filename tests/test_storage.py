@@ -8,12 +8,12 @@ import pytest
 from sqlalchemy import text
 
 from ocrq.errors import DatabaseUnavailable, UnknownJob
+from ocrq.results import RegionResult
 from ocrq.storage import (
     DONE,
     FAILED,
     QUEUED,
     NewJob,
-    RegionResult,
     Store,
     decode_path,
     encode_path,

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 
 from ocrq.config import EngineOptions
+from ocrq.queue import Enqueuer, queue_name
 from ocrq.storage import DONE, DUPLICATE, QUEUED, Store, options_key
-from producer.submit import Enqueuer, HashedFile, plan_jobs, record_jobs
-from worker.config import queue_name
+from producer.submit import HashedFile, plan_jobs, record_jobs
 
 OPTS = EngineOptions(precision="fp32")
 KEY = options_key(OPTS)
@@ -72,7 +73,7 @@ def test_force_runs_again(sqlite_url):
 def test_enqueue_publishes_json_celery_messages(sqlite_url, redis_client):
     store = Store(sqlite_url)
     _, ids = _submit(store, _files(*[(f"/{i}.png", f"{i:x}") for i in range(250)]))
-    enqueuer = Enqueuer(queue_name("ppocr"), chunk=100)
+    enqueuer = Enqueuer(os.environ["OCRQ_BROKER_URL"], queue_name("ppocr"), chunk=100)
     enqueuer.check_broker()
     enqueuer.send(ids, store)
     queue = queue_name("ppocr")
@@ -90,7 +91,7 @@ def test_unreachable_broker_is_a_clear_error_without_the_password():
 
     from ocrq.errors import BrokerUnavailable
 
-    enqueuer = Enqueuer(queue_name("ppocr"), broker_url="redis://:hunter2@127.0.0.1:1/0")
+    enqueuer = Enqueuer("redis://:hunter2@127.0.0.1:1/0", queue_name("ppocr"))
     with pytest.raises(BrokerUnavailable, match="Start Redis") as info:
         enqueuer.check_broker()
     assert "hunter2" not in str(info.value) and "127.0.0.1:1" in str(info.value)

@@ -66,6 +66,6 @@ def test_ours_lets_the_worker_reconnect(broker_url, caplog):
 
 
 def test_the_worker_app_runs_our_consumer():
-    from worker.app import app
+    from worker.celery import app
 
     assert app.conf.worker_consumer == "worker.consumer:OcrqConsumer"

@@ -1,9 +1,11 @@
-"""The ocrq worker: `celery -A worker worker` runs one pinned, warm process per core."""
+"""The ocrq worker: `celery -A worker worker` runs one pinned, warm process per core
+(the app is `worker.celery:app`), and `ocrq run` runs the same job code in a local pool
+(`worker.local`).
 
-from worker.threads import limit_threads
+Every process that imports the worker runs its math libraries single-threaded: set here,
+before anything imports numpy or onnxruntime, and inherited by the pool's children.
+"""
 
-limit_threads(1)  # before numpy/onnxruntime are imported anywhere in this process
+from ocrq.threads import limit_threads
 
-from worker.app import app  # noqa: E402
-
-__all__ = ["app"]
+limit_threads(1)

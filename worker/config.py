@@ -1,4 +1,4 @@
-"""Celery configuration, derived from ocrq Settings and `OCRQ_*` variables.
+"""Celery configuration, derived from ocrq Settings (`ocrq/config.py` reads `OCRQ_*`).
 
 Delivery guarantees: JSON only (no pickle on the wire), acks_late + reject_on_worker_lost
 + prefetch 1, so a job whose worker dies is redelivered; results are written
@@ -7,34 +7,24 @@ idempotently (storage replaces a job's rows), so redelivery never duplicates.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from ocrq.config import Settings
-from worker.threads import allowed_cores
-
-
-def queue_name(engine: str) -> str:
-    """One queue per engine: a worker only ever receives jobs for the model it holds warm."""
-    return f"ocrq.{engine}"
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    return float(raw) if raw else default
+from ocrq.queue import queue_name
+from ocrq.threads import allowed_cores
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
-    soft: float | None = _env_float("OCRQ_TASK_SOFT_LIMIT", 300.0)
-    hard = _env_float("OCRQ_TASK_HARD_LIMIT", (soft or 0.0) + 60.0)
+    options = settings.worker
+    soft: float | None = options.soft_limit
+    hard = options.hard_limit if options.hard_limit is not None else options.soft_limit + 60.0
     if soft >= hard:
         # Celery's prefork pool arms the hard limit only once the soft one has fired, so a
         # soft limit at or above the hard one would leave the hard limit never enforced.
         soft = None
     # Longer than the longest task, or a slow task would be handed to a second worker.
-    visibility = _env_float("OCRQ_VISIBILITY_TIMEOUT", max(3 * hard, 600.0))
-    restore_interval = _env_float("OCRQ_RESTORE_INTERVAL", 10.0)
-    memory_kb = int(_env_float("OCRQ_MAX_MEMORY_MB", 1500.0) * 1024)
+    visibility = options.visibility_timeout or max(3 * hard, 600.0)
+    memory_kb = int(options.max_memory_mb * 1024)
     return {
         "task_serializer": "json",
         "result_serializer": "json",
@@ -46,7 +36,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_ignore_result": True,
         "task_soft_time_limit": soft,
         "task_time_limit": hard,
-        "worker_concurrency": int(os.environ.get("OCRQ_CONCURRENCY") or len(allowed_cores())),
+        "worker_concurrency": options.concurrency or len(allowed_cores()),
         "worker_max_memory_per_child": memory_kb,
         "task_default_queue": queue_name(settings.engine.engine),
         "broker_connection_retry_on_startup": True,
@@ -54,7 +44,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_transport_options": {
             "visibility_timeout": visibility,
             # sweep for messages of dead workers every `restore_interval` seconds
-            "unacked_restore_interval": restore_interval,
+            "unacked_restore_interval": options.restore_interval,
             "unacked_restore_throttle": 1,
             "socket_timeout": 30,
             "socket_connect_timeout": 5,

@@ -4,23 +4,19 @@ says what to read and with which engine options."""
 from __future__ import annotations
 
 import logging
-import os
 
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from sqlalchemy.exc import OperationalError
 
-from ocrq.config import settings_from_env
 from ocrq.errors import DatabaseUnavailable
-from ocrq.process import Outcome, process_job
+from ocrq.queue import TASK_NAME
 from ocrq.storage import Store
 from worker import warm
-from worker.app import app
+from worker.celery import app, settings
 from worker.heap import release_free_memory, trim_before_large_page
+from worker.pipeline import Outcome, process_job
 
 log = logging.getLogger("ocrq.worker")
-
-TASK_NAME = "ocrq.ocr_job"
-MAX_ATTEMPTS = int(os.environ.get("OCRQ_MAX_ATTEMPTS", "3"))
 
 
 class OcrTask(app.Task):
@@ -33,7 +29,7 @@ class OcrTask(app.Task):
             reason = f"time limit: killed after {limit:.0f} s (hard limit)"
             log.error("job %s: %s", args[0], reason)
             # a short-lived handle: no open DB connection is inherited by later forks
-            store = Store(settings_from_env().db_url, create=False)
+            store = Store(settings.db_url, create=False)
             try:
                 store.fail_job(int(args[0]), reason)
             finally:
@@ -51,7 +47,7 @@ def ocr_job(self, job_id: int) -> dict:  # type: ignore[no-untyped-def]
             state.settings.limits,
             int(job_id),
             state.worker_id,
-            max_attempts=MAX_ATTEMPTS + self.request.retries,
+            max_attempts=settings.worker.max_attempts + self.request.retries,
             before_page=trim_before_large_page,
         )
     except SoftTimeLimitExceeded:

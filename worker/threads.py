@@ -1,22 +1,12 @@
-"""Thread policy for a pinned worker process: one thread inside, parallelism by processes.
-
-Set before numpy/onnxruntime create their pools; `worker/__init__` calls it first thing.
-"""
+"""Placement for a worker process: one pinned core each, parallelism by processes (the
+one-thread policy itself is `ocrq.threads.limit_threads`, which `worker/__init__` runs
+first thing)."""
 
 from __future__ import annotations
 
 import os
 
-from ocrq.threads import THREAD_VARS
-
-
-def limit_threads(threads: int = 1) -> None:
-    for name in THREAD_VARS:
-        os.environ[name] = str(threads)
-
-
-def allowed_cores() -> list[int]:
-    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
+from ocrq.threads import allowed_cores
 
 
 def pin_to_core(index: int, cores: list[int] | None = None) -> int | None:

@@ -16,8 +16,9 @@ from models.base import Engine
 from models.registry import load_engine
 from ocrq.config import Settings, settings_from_env
 from ocrq.storage import Store
+from ocrq.threads import limit_threads
 from worker.heap import release_free_memory
-from worker.threads import limit_threads, pin_to_core
+from worker.threads import pin_to_core
 
 log = logging.getLogger("ocrq.worker")
 

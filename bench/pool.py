@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from ocrq.threads import THREAD_VARS
+from ocrq.threads import THREAD_VARS, allowed_cores, limit_threads
 
 
 @dataclass
@@ -43,10 +43,6 @@ class PoolResult:
     peak_rss_mb: list[float] = field(default_factory=list)  # per worker process tree
     cores: list[int | None] = field(default_factory=list)
     error: str | None = None  # the runner could not start at all
-
-
-def allowed_cores() -> list[int]:
-    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
 
 
 def peak_rss_mb() -> float:
@@ -83,8 +79,7 @@ def _worker(
     tasks: mp.Queue,
     out: mp.Queue,
 ) -> None:
-    for key in THREAD_VARS:
-        os.environ[key] = "1"
+    limit_threads(1)
     if core is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {core})
     started = time.perf_counter()

@@ -17,12 +17,9 @@ from pathlib import Path
 
 import click
 
-from models.cpu import cpu_model, int8_needs_reduce_range
-from ocrq.config import SMALL_CAPS
-from ocrq.errors import OcrqError
-from producer.bench.evalsets import EvalSet, discover
-from producer.bench.pool import PoolResult, allowed_cores, run_pool
-from producer.bench.report import (
+from bench.evalsets import EvalSet, discover
+from bench.pool import PoolResult, run_pool
+from bench.report import (
     Row,
     Scored,
     add_ratios,
@@ -32,7 +29,11 @@ from producer.bench.report import (
     summarize,
     write_json,
 )
-from producer.bench.runners import DEFAULT_RUNNERS, RunnerSpec, parse_runner, unavailable
+from bench.runners import DEFAULT_RUNNERS, RunnerSpec, parse_runner, unavailable
+from models.cpu import cpu_model, int8_needs_reduce_range
+from ocrq.config import SMALL_CAPS
+from ocrq.errors import OcrqError
+from ocrq.threads import allowed_cores
 
 FOOTNOTE = (
     "pages/s: items per second over the warm span (every process loaded; queue: first job "
@@ -189,7 +190,7 @@ def _run_one(
 
         precision = resolve_precision(spec.precision)
     if spec.kind == "queue":
-        from producer.bench.queue import run_queue
+        from bench.queue import run_queue
 
         result: PoolResult = run_queue(
             [i.image for i in evalset.items],
@@ -200,7 +201,7 @@ def _run_one(
         )
     else:
         line = evalset.conventions.line_images
-        factory = ("producer.bench.runners", "make_reader", (spec, str(models_dir), tesseract_cmd))
+        factory = ("bench.runners", "make_reader", (spec, str(models_dir), tesseract_cmd))
         tasks = [(i.image, line) for i in evalset.items]
         result = run_pool(factory, tasks, spec.processes, warmup=tasks[0] if warmup else None)
     return summarize(spec.label, evalset, spec.processes, result, precision)
@@ -210,7 +211,7 @@ def _prepare(spec: RunnerSpec, models_dir: Path) -> None:
     """Load our engine once in a throwaway process before anything is measured, so files
     made on first use (INT8 models) are not built inside a measured worker (their memory
     would show as that worker's peak RSS)."""
-    factory = ("producer.bench.runners", "make_reader", (spec, str(models_dir), "tesseract"))
+    factory = ("bench.runners", "make_reader", (spec, str(models_dir), "tesseract"))
     result = run_pool(factory, [], 1)
     if result.error:
         click.echo(f"  {spec.label}: {result.error}", err=True)

@@ -29,8 +29,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.evalsets import Box
 from ocrq.config import PRECISIONS
-from producer.bench.evalsets import Box
 
 KINDS = ("ours", "queue", "rapidocr", "tesseract")
 DEFAULT_RUNNERS = ("ours-fp32", "ours-int8", "queue", "rapidocr", "tesseract")
@@ -152,9 +152,10 @@ def _pages(path: Path) -> Iterator:
 def _ours(
     precision: str, models_dir: Path, overrides: str = "", small_caps: str = "auto"
 ) -> Reader:
-    from models.page import page_text, read_pages
     from models.registry import load_engine
     from ocrq.config import EngineOptions
+    from ocrq.results import page_text
+    from worker.pipeline import read_pages
 
     options = EngineOptions(engine="ppocr", precision=precision, small_caps=small_caps)
     if overrides:  # a variant of the engine's settings
@@ -165,15 +166,19 @@ def _ours(
         engine = load_engine(options, models_dir, 1)
 
     def read(path: Path, line_image: bool) -> Read:
-        texts, boxes, lines = [], [], 0
-        for page_no, pairs in enumerate(read_pages(engine, _pages(path))):
-            texts.append(page_text(pairs))
-            lines += len(pairs)  # text-line regions, as RapidOCR's boxes and Tesseract's lines
-            if page_no == 0:
-                boxes = [(*region.bbox, line.text) for region, line in pairs]
-        return Read("\n\n".join(texts), boxes, lines)
+        regions = []
+        for page in read_pages(engine, _pages(path)):  # the worker's page loop
+            regions += page.regions
+        # text-line regions count as lines, as RapidOCR's boxes and Tesseract's lines
+        boxes = [(*_bbox(r.quad), r.text) for r in regions if r.page == 0]
+        return Read(page_text(regions), boxes, len(regions))
 
     return read
+
+
+def _bbox(quad) -> tuple[float, float, float, float]:  # type: ignore[no-untyped-def]
+    xs, ys = [p[0] for p in quad], [p[1] for p in quad]
+    return min(xs), min(ys), max(xs), max(ys)
 
 
 def offline_rapidocr():  # type: ignore[no-untyped-def]

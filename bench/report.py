@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from producer.bench.evalsets import EvalSet, score_item
-from producer.bench.pool import PoolResult
+from bench.evalsets import EvalSet, score_item
+from bench.pool import PoolResult
 
 OK = "ok"
 

@@ -19,6 +19,10 @@ from dataclasses import dataclass, field
 
 from ocrq.config import Settings
 from ocrq.errors import ModelError
+from ocrq.storage import Store
+from worker import warm
+from worker.heap import release_free_memory, trim_before_large_page
+from worker.pipeline import process_job
 
 Event = tuple  # (kind, worker_index, *payload)
 
@@ -39,10 +43,6 @@ class LocalSummary:
 
 
 def _child_main(index: int, settings: Settings, tasks: mp.Queue, events: mp.Queue) -> None:
-    from ocrq.process import process_job
-    from worker import warm
-    from worker.heap import release_free_memory, trim_before_large_page
-
     try:
         state = warm.init_process(index, settings)
     except Exception as exc:  # a missing model or bad option: every child would fail alike
@@ -62,6 +62,7 @@ def _child_main(index: int, settings: Settings, tasks: mp.Queue, events: mp.Queu
                 settings.limits,
                 job_id,
                 state.worker_id,
+                max_attempts=settings.worker.max_attempts,
                 before_page=trim_before_large_page,
             )
         except Exception as exc:  # a database fault: the parent retries the job later
@@ -214,8 +215,6 @@ class LocalPool:
                 self.tasks.put(lost)  # attempts in the DB bound how often this happens
 
     def _fail_overdue(self, job_id: int) -> None:
-        from ocrq.storage import Store
-
         store = Store(self.settings.db_url, create=False)
         try:
             store.fail_job(job_id, f"time limit: still running after {self.hard_limit:.0f} s")

@@ -19,8 +19,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench.pool import ItemResult, PoolResult
 from ocrq.threads import THREAD_VARS
-from producer.bench.pool import ItemResult, PoolResult
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,4 +1,4 @@
-"""One job, start to finish: job -> image -> regions -> crops -> text -> rows.
+"""One job, start to finish: job -> page images -> regions -> crops -> text -> rows.
 
 The same function runs in a Celery worker child and in the embedded `ocrq run` pool,
 always against the process's warm engine. Input faults (a bad image, a refused path)
@@ -8,17 +8,22 @@ the caller can retry (a transient DB error) or let the broker redeliver.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from models.base import Engine
+from models.base import Engine, PageBuffer, Region, TextLine
+from models.order import group_lines
+from models.page import read_page
 from ocrq.config import EngineOptions, InputLimits
 from ocrq.errors import BadImage, TimeLimitInterrupt, UnknownJob
-from ocrq.storage import RegionResult, Store, decode_path
+from ocrq.images import iter_pages
+from ocrq.results import RegionResult
+from ocrq.storage import Store, decode_path
 
 OUTCOME_DONE, OUTCOME_FAILED, OUTCOME_SKIPPED = "done", "failed", "skipped"
 # The message named a job this database does not hold (`UnknownJob`): nothing to write.
@@ -36,51 +41,74 @@ class Outcome:
     error: str | None = None
 
 
-def ocr_pages(
+@dataclass(frozen=True)
+class PageRead:
+    """One page's regions in reading order, and the seconds it took to decode and read."""
+
+    regions: list[RegionResult]
+    load_seconds: float
+    ocr_seconds: float
+
+
+def page_regions(page_no: int, pairs: Sequence[tuple[Region, TextLine]]) -> list[RegionResult]:
+    """A page's (region, text) pairs in reading order as result rows, each with its visual
+    line (regions side by side on one line of print share it)."""
+    line_of = {
+        i: line_no
+        for line_no, members in enumerate(group_lines([r for r, _ in pairs]))
+        for i in members
+    }
+    return [
+        RegionResult(page_no, idx, region.quad, line.text, float(line.confidence), line_of[idx])
+        for idx, (region, line) in enumerate(pairs)
+    ]
+
+
+def read_pages(
     engine: Engine,
     pages: Iterable[np.ndarray],
     before_page: Callable[[int], object] | None = None,
-) -> tuple[list[RegionResult], dict[str, float], int]:
-    """Recognize pages one at a time (a long TIFF is never all in memory); returns region
-    rows in reading order, seconds spent decoding and recognizing, and the page count.
-    `before_page(pixels)` runs after each page is decoded, before it is read (a worker's
-    heap trim before a large page, `worker.heap.trim_before_large_page`). `BadImage` from
-    a page that cannot be decoded propagates."""
-    from models.base import PageBuffer
-    from models.order import group_lines
-    from models.page import read_page
-
-    regions: list[RegionResult] = []
-    timings = {"load": 0.0, "ocr": 0.0}
-    page_no = -1
+) -> Iterator[PageRead]:
+    """The one page loop, run by the Celery task, `ocrq run`'s pool and `ocrq bench`:
+    pages are decoded and read one at a time (a long TIFF is never all in memory), each
+    handed to the engine in a `PageBuffer` with no other reference kept, so the reader may
+    narrow it and free the rest. `before_page(pixels)` runs after a page is decoded,
+    before it is read (a worker's heap trim before a large page,
+    `worker.heap.trim_before_large_page`). `BadImage` from a page that cannot be decoded
+    propagates."""
     iterator = iter(pages)
-    while True:
+    for page_no in itertools.count():
         started = time.perf_counter()
         image = next(iterator, None)
-        timings["load"] += time.perf_counter() - started
+        loaded = time.perf_counter()
         if image is None:
-            break
-        page_no += 1
-        started = time.perf_counter()
+            return
         if before_page is not None:
             before_page(image.shape[0] * image.shape[1])
         page = PageBuffer(image)
         del image  # the buffer holds the only reference: the reader may narrow it
         pairs = read_page(engine, page)
         del page
-        line_of = {
-            i: line_no
-            for line_no, members in enumerate(group_lines([r for r, _ in pairs]))
-            for i in members
-        }
-        for idx, (region, line) in enumerate(pairs):
-            regions.append(
-                RegionResult(
-                    page_no, idx, region.quad, line.text, float(line.confidence), line_of[idx]
-                )
-            )
-        timings["ocr"] += time.perf_counter() - started
-    return regions, timings, page_no + 1
+        regions = page_regions(page_no, pairs)
+        yield PageRead(regions, loaded - started, time.perf_counter() - loaded)
+
+
+def ocr_pages(
+    engine: Engine,
+    pages: Iterable[np.ndarray],
+    before_page: Callable[[int], object] | None = None,
+) -> tuple[list[RegionResult], dict[str, float], int]:
+    """Every page of a job through `read_pages`: the region rows of all of them in order,
+    seconds spent decoding ("load") and reading ("ocr"), and the page count."""
+    regions: list[RegionResult] = []
+    timings = {"load": 0.0, "ocr": 0.0}
+    count = 0
+    for page in read_pages(engine, pages, before_page):
+        regions.extend(page.regions)
+        timings["load"] += page.load_seconds
+        timings["ocr"] += page.ocr_seconds
+        count += 1
+    return regions, timings, count
 
 
 def process_job(
@@ -93,8 +121,6 @@ def process_job(
     max_attempts: int = 3,
     before_page: Callable[[int], object] | None = None,
 ) -> Outcome:
-    from ocrq.images import iter_pages
-
     try:
         job = store.start_job(job_id, worker)
     except UnknownJob as exc:
