@@ -1,9 +1,15 @@
-"""`ocrq models ...`: model tooling. Each command lives beside the code it drives and is
-registered here; heavy imports (torch, transformers, mlx) happen inside the commands."""
+"""`ocrq models ...`: the model tooling's command group (producer/cli.py adds it to `ocrq`).
+
+Each command lives beside the code it drives, in models/tooling, and imports that code
+(torch, transformers, mlx, onnxruntime) only when it runs.
+"""
 
 from __future__ import annotations
 
 import click
+
+from models.tooling.mlx import cli as mlx_cli
+from models.tooling.trocr import cli as trocr_cli
 
 
 @click.group("models")
@@ -11,19 +17,5 @@ def models_group() -> None:
     """Export, quantize, verify, convert and list recognizer models."""
 
 
-def register_commands() -> None:
-    """Attach the commands of each backend that is present in this install."""
-    import importlib
-
-    for module_name in ("models.trocr.cli", "models.mlx.cli"):
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        for command in module.COMMANDS:
-            models_group.add_command(command)
-
-
-register_commands()
+for command in [*trocr_cli.COMMANDS, *mlx_cli.COMMANDS]:
+    models_group.add_command(command)

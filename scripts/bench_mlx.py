@@ -30,8 +30,8 @@ OPENBLAS = Path("/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0")
 
 def prepare(work: Path, kind: str) -> dict[str, Path]:
     """The random full-size model, its ONNX export and its MLX conversion (cached in work)."""
-    from models.mlx.convert import convert
-    from models.trocr.tools import export_model
+    from models.tooling.mlx.convert import convert
+    from models.tooling.trocr.tools import export_model
     from tests.tiny_models import full_size_trocr
 
     source = work / f"random-trocr-{kind}"
@@ -52,7 +52,7 @@ def prepare(work: Path, kind: str) -> dict[str, Path]:
 
 def measure(kind: str, model_dir: Path, batch: int, steps: int, batches: int, threads: int) -> dict:
     """In the child: lines/s of one contender over `batches` batches after one warm-up."""
-    from models.trocr.images import sample_lines
+    from models.tooling.trocr.images import sample_lines
     from models.trocr.preprocess import Preprocessor
 
     crops = (sample_lines(8) * (batch // 8 + 1))[:batch]
@@ -71,8 +71,8 @@ def measure(kind: str, model_dir: Path, batch: int, steps: int, batches: int, th
         def encode() -> None:
             mx.eval(model.cross_kv(model.encode(pixels)))
     elif kind == "onnx":
+        from models.trocr.files import onnx_files
         from models.trocr.runtime import OnnxTrOCR, TokenIds, greedy
-        from models.trocr.verify import onnx_files
 
         model = OnnxTrOCR(*onnx_files(model_dir, "fp32"), TokenIds.from_dir(model_dir), threads)
 
@@ -84,7 +84,7 @@ def measure(kind: str, model_dir: Path, batch: int, steps: int, batches: int, th
     else:
         import torch
 
-        from models.trocr.hf import load_pretrained
+        from models.tooling.trocr.hf import load_pretrained
 
         torch.set_num_threads(threads)
         hf, _ = load_pretrained(model_dir)

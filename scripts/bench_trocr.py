@@ -37,7 +37,7 @@ def prepare(work: Path, kind: str) -> Path:
     built for another kind of CPU (8-bit vs 7-bit weights, `models/cpu.py`) is rebuilt."""
     from models import cache
     from models.cpu import int8_needs_reduce_range
-    from models.trocr.tools import export_model, quantize
+    from models.tooling.trocr.tools import export_model, quantize
     from tests.tiny_models import full_size_trocr
 
     models_dir = work / "models"
@@ -60,7 +60,7 @@ def prepare(work: Path, kind: str) -> Path:
 
 
 def pixel_values(model_dir: Path, n: int) -> np.ndarray:
-    from models.trocr.images import sample_lines
+    from models.tooling.trocr.images import sample_lines
     from models.trocr.preprocess import Preprocessor
 
     return Preprocessor.from_file(model_dir / "preprocessor_config.json")(sample_lines(n))
@@ -71,7 +71,7 @@ def _torch_worker(source, pv, batch, steps, threads, q, core=None, barrier=None)
         os.sched_setaffinity(0, {core})
     import torch
 
-    from models.trocr.hf import load_pretrained
+    from models.tooling.trocr.hf import load_pretrained
 
     torch.set_num_threads(threads)
     model, _ = load_pretrained(source)

@@ -21,7 +21,7 @@ def test_rotated_quad_is_rectified():
     rect = ((150.0, 150.0), (160.0, 30.0), 30.0)
     box = cv2.boxPoints(rect).astype(np.int32)
     cv2.fillPoly(image, [box], (0, 0, 0))
-    from models.ppocr.detector import order_clockwise
+    from models.ppocr.det_post import order_clockwise
 
     inner = order_clockwise(cv2.boxPoints(((150.0, 150.0), (140.0, 20.0), 30.0)))
     crop = crop_quad(image, inner)

@@ -9,7 +9,7 @@ from onnx import helper, numpy_helper
 from models.denormals import flush_denormal_weights
 from models.onnx_session import graph_source, open_session
 from models.ppocr import resources
-from models.ppocr.detector import DetectorConfig, preprocess
+from models.ppocr.det_pre import DetectorConfig, preprocess
 from ocrq import hashing
 from tests.fixtures_text import render_page
 

@@ -119,7 +119,7 @@ def test_the_detector_arena_is_emptied_after_a_job_and_reads_the_same_after():
     figures = _run(
         """
         from pathlib import Path
-        from models.ppocr.detector import DetectorConfig
+        from models.ppocr.det_pre import DetectorConfig
         from models.ppocr.engine import load_detector
         from tests.fixtures_text import SAMPLE_LINES, render_page
 

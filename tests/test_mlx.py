@@ -26,11 +26,13 @@ torch = pytest.importorskip("torch", reason="conversion and parity need PyTorch"
 from click.testing import CliRunner  # noqa: E402
 
 from models import cache  # noqa: E402
-from models.mlx.convert import KEY_TABLE, convert, rename  # noqa: E402
 from models.mlx.generate import beam_search, greedy  # noqa: E402
 from models.mlx.model import load_model  # noqa: E402
-from models.mlx.verify import THRESHOLDS, verify_mlx  # noqa: E402
-from models.trocr.reference import torch_reference, trim  # noqa: E402
+from models.tooling.mlx.convert import KEY_TABLE, convert, rename  # noqa: E402
+from models.tooling.mlx.verify import THRESHOLDS, verify_mlx  # noqa: E402
+from models.tooling.parity import trim  # noqa: E402
+from models.tooling.trocr.hf import load_pretrained  # noqa: E402
+from models.tooling.trocr.reference import torch_reference  # noqa: E402
 from ocrq.errors import ModelError  # noqa: E402
 from tests.tiny_models import EOS, PAD, tiny_trocr  # noqa: E402
 
@@ -201,8 +203,6 @@ def test_min_new_tokens_forces_the_step_count(tiny):
 def test_beam_search_matches_transformers_generate(
     tiny, shape, beams, length_penalty, early_stopping
 ):
-    from models.trocr.hf import load_pretrained
-
     src, out = tiny[shape]
     pixels = pixel_batch(out, 5, seed=3)
     hf, _ = load_pretrained(src)
@@ -250,6 +250,17 @@ def test_convert_mlx_cli(tiny, tmp_path):
     assert "parity vs PyTorch" in result.output
     assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no temp dirs left behind
     load_model(out)
+
+
+def test_convert_mlx_cli_writes_into_the_configured_cache(tiny, tmp_path):
+    from producer.cli import cli
+
+    src, _ = tiny["small-deit"]
+    result = CliRunner().invoke(
+        cli, ["models", "convert-mlx", str(src), "--no-check"], env={"OCRQ_MODELS": str(tmp_path)}
+    )
+    assert result.exit_code == 0, result.output
+    assert cache.read_manifest(tmp_path / "tiny-small-deit-mlx")["kind"] == "trocr-mlx"
 
 
 def test_convert_mlx_cli_hub_unreachable(tmp_path, monkeypatch):

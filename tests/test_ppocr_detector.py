@@ -5,18 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.ppocr.detector import (
-    DetectorConfig,
-    DetInput,
+from models.ppocr.det_post import (
     box_score,
     db_postprocess,
     order_clockwise,
-    preprocess,
-    target_size,
     to_regions,
     unclip_rect,
-    vertical_pad,
 )
+from models.ppocr.det_pre import DetectorConfig, DetInput, preprocess, target_size, vertical_pad
 
 
 def prob_map(shape, blobs, value=0.9):

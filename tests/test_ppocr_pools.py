@@ -12,7 +12,8 @@ import pytest
 from models.onnx_session import open_session
 from models.page import page_text, read_page
 from models.ppocr import pools, resources
-from models.ppocr.detector import DetectorConfig, PPOCRDetector, preprocess
+from models.ppocr.det_pre import DetectorConfig, preprocess
+from models.ppocr.detector import DetPredictor
 from models.ppocr.engine import PPOCRConfig, load
 from ocrq.config import EngineOptions
 from ocrq.scoring import cer
@@ -52,11 +53,12 @@ def small_print() -> np.ndarray:
 
 def test_exposed_pools_leave_the_probability_map_bit_identical(small_print):
     engine = load(FP32, Path("."))
-    exposed = engine.detector
-    plain = PPOCRDetector(open_session(resources.model_path(resources.DET_FILE), 1))
-    det_in = preprocess(small_print[:900, :1200], DetectorConfig())
-    prob, means = exposed.probability_map(det_in)
-    plain_prob, plain_means = plain.probability_map(det_in)
+    exposed = engine.detector.predictor
+    plain = DetPredictor(open_session(resources.model_path(resources.DET_FILE), 1))
+    cfg = DetectorConfig()
+    det_in = preprocess(small_print[:900, :1200], cfg)
+    prob, means = exposed.probability_map(det_in, cfg)
+    plain_prob, plain_means = plain.probability_map(det_in, cfg)
     np.testing.assert_array_equal(prob, plain_prob)
     assert plain_means == [] and len(means) == 13  # 5 backbone SE gates, 8 in the neck
     assert all(m.shape[0] == 1 and m.shape[2:] == (1, 1) for m in means)
@@ -66,13 +68,14 @@ def test_exposed_pools_leave_the_probability_map_bit_identical(small_print):
 def _runs(detector) -> list[tuple[int, bool]]:
     """Spy on the detector's session runs: (input rows, given the page's means)."""
     runs: list[tuple[int, bool]] = []
-    original = detector._run
+    predictor = detector.predictor
+    original = predictor._run
 
     def spy(tensor, page_means):
         runs.append((tensor.shape[2], page_means is not None))
         return original(tensor, page_means)
 
-    detector._run = spy
+    predictor._run = spy
     return runs
 
 
@@ -94,14 +97,14 @@ def test_a_large_fine_pass_runs_in_bands_and_reads_the_same_text(small_print):
 
 def test_passes_at_or_below_the_threshold_and_single_passes_read_whole(small_print):
     engine = load(FP32, Path("."))
-    detector = engine.detector
+    detector, predictor = engine.detector, engine.detector.predictor
     runs = _runs(detector)
-    detector.detect_at(small_print, detector.config)  # no page means: whole, however big
+    predictor.detect_at(small_print, detector.config)  # no page means: whole, however big
     assert runs == [(1984, False)]
     cfg = replace(detector.config, band_above=1984 * 1536)
-    _, means = detector.detect_measuring(small_print[:900, :1200], DetectorConfig())
+    _, means = predictor.detect_measuring(small_print[:900, :1200], DetectorConfig())
     runs.clear()
-    detector.detect_at(small_print, cfg, means)  # given means, but not above the threshold
+    predictor.detect_at(small_print, cfg, means)  # given means, but not above the threshold
     assert runs == [(1984, False)]
 
 
@@ -111,19 +114,19 @@ def test_the_pool_means_a_pass_returns_are_not_views_of_the_arena():
     not hand back (about 30 MB on a 35-Mpx receipt)."""
     detector = load(FP32, Path(".")).detector
     page = render_page(["Pools are measured here."], height=30)
-    _, means = detector.detect_measuring(page, detector.config)
+    _, means = detector.predictor.detect_measuring(page, detector.config)
     assert means and all(m.flags.owndata and m.base is None for m in means)
 
 
 def test_emptying_the_arena_twice_with_no_pass_between_runs_once(monkeypatch):
     """A worker empties the detector's arena after detection and again after the job; with
     no pass between, the second (a whole 32x32 run) is skipped, and a pass re-arms it."""
-    import models.onnx_session as onnx_session
+    import models.ppocr.detector as predictor_module
 
     shrinks: list[int] = []
-    real = onnx_session.shrink_arena
+    real = predictor_module.shrink_arena
     monkeypatch.setattr(
-        onnx_session, "shrink_arena", lambda s, feed: (shrinks.append(1), real(s, feed))[1]
+        predictor_module, "shrink_arena", lambda s, feed: (shrinks.append(1), real(s, feed))[1]
     )
     detector = load(FP32, Path(".")).detector
     detector.release_memory()  # whatever loading left: handed back
@@ -142,12 +145,12 @@ def test_a_banded_pass_never_holds_the_whole_inputs_float32_tensor(small_print):
     import tracemalloc
 
     detector = load(FP32, Path(".")).detector
-    cfg = detector.config
-    _, means = detector.detect_measuring(small_print[:900, :1200], cfg)
+    cfg, predictor = detector.config, detector.predictor
+    _, means = predictor.detect_measuring(small_print[:900, :1200], cfg)
     tracemalloc.start()
     try:
         det_in = preprocess(small_print, cfg)
-        prob, _ = detector.probability_map(det_in, means, cfg)
+        prob, _ = predictor.probability_map(det_in, cfg, means)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

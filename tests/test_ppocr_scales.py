@@ -11,7 +11,7 @@ import pytest
 
 from models.base import PageBuffer, Region
 from models.page import page_text, read_page
-from models.ppocr.detector import DetectorConfig, resize_ratio, target_size
+from models.ppocr.det_pre import DetectorConfig, resize_ratio, target_size
 from models.ppocr.engine import PPOCRConfig, load
 from models.ppocr.scales import SMALL_PROBE_SHARE, fine_side, text_window, with_missed
 from ocrq.config import EngineOptions
@@ -53,18 +53,18 @@ def engines():
 def _read_spying(engine, image, record) -> list:
     """Read a page (an array or a `PageBuffer`) with `record(image, config)` called at
     each of the real detector's passes; returns the page's (region, text) pairs."""
-    detector = engine.detector
-    original = detector.detect_measuring  # every pass, the probe's included, runs it
+    predictor = engine.detector.predictor
+    original = predictor.detect_measuring  # every pass, the probe's included, runs it
 
     def spy(img, cfg, page_means=None):
         record(img, cfg)
         return original(img, cfg, page_means)
 
-    detector.detect_measuring = spy
+    predictor.detect_measuring = spy
     try:
         return read_page(engine, image)
     finally:
-        del detector.detect_measuring
+        del predictor.detect_measuring
 
 
 def _passes(engine, image) -> tuple[list[tuple[tuple[int, int], DetectorConfig]], list]:
@@ -227,8 +227,8 @@ def test_a_line_the_fine_pass_loses_is_read_from_the_probe(engines, monkeypatch)
     assert len(passes) == 2  # small print: a probe, then a fine pass
     original = scales.detect_window
 
-    def losing(detector, page, coarse, cfg, page_means=None, narrow=False):
-        regions = original(detector, page, coarse, cfg, page_means, narrow)
+    def losing(predictor, page, coarse, cfg, page_means=None, narrow=False):
+        regions = original(predictor, page, coarse, cfg, page_means, narrow)
         centres = sorted((r.bbox[1] + r.bbox[3]) / 2 for r in regions)
         starts = [c for i, c in enumerate(centres) if i == 0 or c - centres[i - 1] > 10]
         assert len(starts) == 4, starts  # one group of boxes per line
@@ -268,7 +268,7 @@ def test_a_handed_over_page_releases_the_detectors_memory_before_its_crops_are_r
 def test_a_jobs_before_page_hook_runs_for_each_page_before_it_is_read(engines):
     """`ocr_pages(..., before_page)` (a worker's heap trim before a large page) is told
     each page's size after it is decoded and before the detector reads it."""
-    from ocrq.process import ocr_pages
+    from worker.pipeline import ocr_pages
 
     _, two_pass = engines
     detector = two_pass.detector

@@ -7,10 +7,11 @@ import pytest
 
 from models import cache
 from models.registry import load_engine
+from models.tooling.trocr.hf import load_pretrained
+from models.tooling.trocr.images import render_line, sample_lines
+from models.tooling.trocr.quantize import quantize_model
 from models.trocr.engine import DecodeOptions, load_recognizer
-from models.trocr.images import render_line, sample_lines
 from models.trocr.preprocess import Preprocessor
-from models.trocr.quantize import quantize_model
 from models.trocr.runtime import ENCODER_BATCH, beam_search, greedy
 from ocrq.config import EngineOptions
 from ocrq.errors import ModelError
@@ -84,8 +85,6 @@ def test_beam_search(models_dir):
     b3 = beam_search(rec.model, pixel_values, 20, num_beams=3)
     # same as transformers' beam search on the PyTorch model
     import torch
-
-    from models.trocr.hf import load_pretrained
 
     model, _ = load_pretrained(cache.read_manifest(models_dir / "s")["source"])
     with torch.no_grad():

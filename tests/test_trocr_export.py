@@ -12,12 +12,15 @@ import numpy as np
 import pytest
 
 from models import cache
-from models.trocr.images import sample_lines
+from models.tooling.parity import trim
+from models.tooling.trocr.hf import load_pretrained
+from models.tooling.trocr.images import sample_lines
+from models.tooling.trocr.reference import torch_reference
+from models.tooling.trocr.tools import export_model
 from models.trocr.preprocess import Preprocessor
-from models.trocr.reference import torch_reference, trim
 from models.trocr.runtime import OnnxTrOCR, TokenIds, greedy
 from ocrq.errors import ModelError
-from tests.tiny_models import export_tiny
+from tests.tiny_models import export_tiny, tiny_trocr
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -85,17 +88,12 @@ def test_hub_unreachable_is_a_clear_error(tmp_path):
 
 
 def test_missing_local_directory(tmp_path):
-    from models.trocr.hf import load_pretrained
-
     with pytest.raises(ModelError, match="not found"):
         load_pretrained(str(tmp_path / "nope"))
 
 
 def test_reference_is_plain_greedy_whatever_the_generation_config(tmp_path):
     """Checkpoints ship beam/no-repeat settings; parity compares plain greedy decoding."""
-    from models.trocr.hf import load_pretrained
-    from tests.tiny_models import tiny_trocr
-
     source = tiny_trocr(tmp_path / "hf", kind="base")  # base repeats tokens: 247 247 247
     gen_path = source / "generation_config.json"
     gen = json.loads(gen_path.read_text())
@@ -118,6 +116,4 @@ def test_reference_is_plain_greedy_whatever_the_generation_config(tmp_path):
 
 
 def export_tiny_from(source: Path, models_dir: Path) -> Path:
-    from models.trocr.tools import export_model
-
     return export_model(str(source), models_dir, name="cfg", check=True)

@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from models.trocr.graph import drop_single_input_concats, fuse_encoder_attention
+from models.tooling.trocr.graph import drop_single_input_concats, fuse_encoder_attention
 from tests.tiny_models import export_tiny
 
 B, S, H, D = 2, 7, 3, 4

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import onnx
 import pytest
 from click.testing import CliRunner
@@ -12,7 +13,9 @@ from PIL import Image
 from models import cache
 from models.cli import models_group
 from models.cpu import int8_needs_reduce_range
-from models.trocr.images import sample_lines
+from models.tooling.parity import compare
+from models.tooling.trocr.images import sample_lines
+from models.tooling.trocr.verify import THRESHOLDS
 from ocrq.errors import ModelError, UsageError
 from tests.tiny_models import export_tiny, tiny_trocr
 
@@ -112,7 +115,7 @@ def test_list(models_dir):
 
 def test_verify_mlx_backend(models_dir):
     pytest.importorskip("mlx.core")
-    from models.mlx.convert import convert
+    from models.tooling.mlx.convert import convert
 
     result = run(models_dir, "verify", "b", "--backend", "mlx")
     assert result.exit_code == ModelError.exit_code and "no MLX conversion" in result.output
@@ -123,13 +126,31 @@ def test_verify_mlx_backend(models_dir):
     reports = json.loads(result.stdout)
     assert reports["mlx"]["greedy_rows_identical"] == reports["mlx"]["inputs"]
     assert "onnx-fp32" in reports
+    # the MLX model itself: its manifest says what it is, no --backend needed
+    result = run(models_dir, "verify", "b-mlx", "--json")
+    assert result.exit_code == 0, result.output
+    assert set(json.loads(result.stdout)) == {"mlx"}
+    result = run(models_dir, "verify", "b-mlx", "--backend", "onnx")  # still an override
+    assert result.exit_code == ModelError.exit_code and "not an ONNX export" in result.output
+
+
+def test_list_without_models_dir_reads_the_configured_cache(models_dir):
+    """No option reads the environment itself: ocrq.config's settings name the cache."""
+    options = [p for command in models_group.commands.values() for p in command.params]
+    assert all(p.envvar is None for p in options)
+    result = CliRunner().invoke(models_group, ["list"], env={"OCRQ_MODELS": str(models_dir)})
+    assert result.exit_code == 0, result.output
+    assert {"b", "s"} <= {line.split()[0] for line in result.output.splitlines()}
+
+
+def test_verify_of_a_model_of_unknown_kind_asks_for_a_backend(tmp_path):
+    cache.write_manifest(tmp_path / "odd", cache.new_manifest("odd", "somewhere", "other"))
+    result = run(tmp_path, "verify", "odd")
+    assert result.exit_code == ModelError.exit_code
+    assert "unknown model kind 'other'; pass --backend" in result.output
 
 
 def test_forced_top1_counts_positions_up_to_eos_and_reports_the_margin():
-    import numpy as np
-
-    from models.trocr.verify import THRESHOLDS, compare
-
     ref = np.zeros((2, 4, 5), np.float32)
     ref[..., 1] = 2.0  # reference picks token 1 everywhere, 2 logits ahead of the rest
     ours = ref.copy()

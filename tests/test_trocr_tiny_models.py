@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 def test_tiny_trocr_loads_and_generates(tmp_path, kind):
     from transformers import AutoImageProcessor
 
-    from models.trocr.hf import load_pretrained
+    from models.tooling.trocr.hf import load_pretrained
 
     out = tiny_trocr(tmp_path / kind, kind=kind)
     model, tokenizer = load_pretrained(out)

@@ -204,7 +204,7 @@ def full_size_trocr(out_dir: Path | str, kind: str = "small", seed: int = 0) -> 
 def export_tiny(models_dir: Path | str, kind: str = "small", seed: int = 0, name: str | None = None,
                 check: bool = True) -> Path:  # fmt: skip
     """Build a tiny model and export it into the cache `models_dir` (as `ocrq models export`)."""
-    from models.trocr.tools import export_model
+    from models.tooling.trocr.tools import export_model  # imports onnxruntime and onnx
 
     models_dir = Path(models_dir)
     name = name or f"tiny-{kind}-{seed}"

@@ -10,71 +10,22 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from models import cache
 from models.base import Engine
-from models.trocr.engine import TrOCRRecognizer, load_tokenizer
-from models.trocr.preprocess import Preprocessor
-from models.trocr.runtime import Decoded
+from models.mlx.files import KIND, MLX_SUFFIX, WEIGHTS_FILE
+from models.ppocr.engine import load_detector
 from ocrq.config import EngineOptions, check_precision, check_small_caps
 from ocrq.errors import ModelError
 
 NAME = "trocr-mlx"
 
 
-@dataclass(frozen=True)
-class DecodeOptions:
-    batch_size: int = 16
-    max_new_tokens: int = 64
-    num_beams: int = 1
-    length_penalty: float = 1.0  # beam search only, from generation_config.json
-    early_stopping: bool = False
-
-
-class MLXRecognizer(TrOCRRecognizer):
-    """The ONNX engine's recognizer (batching, preprocessing, tokenizer, confidence) with
-    the MLX model and its KV-cached greedy/beam decoding underneath."""
-
-    def __init__(self, model_dir: Path, options: DecodeOptions):
-        from models.mlx.model import load_model
-
-        model_dir = Path(model_dir)
-        super().__init__(
-            load_model(model_dir),  # type: ignore[arg-type]  # duck-typed: decode_batch below
-            Preprocessor.from_file(model_dir / "preprocessor_config.json"),
-            load_tokenizer(model_dir),
-            options,  # type: ignore[arg-type]
-        )
-        self.model_dir = model_dir
-
-    def decode_batch(self, pixel_values: np.ndarray) -> list[Decoded]:
-        from models.mlx.generate import beam_search
-
-        o = self.options
-        return beam_search(
-            self.model,
-            pixel_values,
-            o.max_new_tokens,
-            o.num_beams,
-            o.length_penalty,
-            o.early_stopping,
-        )
-
-    def text(self, tokens: list[int]) -> str:
-        ids = [t for t in tokens if t != self.model.cfg.eos_token_id]
-        return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
-
-
 def resolve(model: str | None, models_dir: Path) -> Path:
     """The converted model directory for `--model`: a directory, a cache name, or the
     name of the ONNX export of the same source (its MLX twin is `<name>-mlx`)."""
-    from models import cache
-    from models.mlx.convert import KIND, MLX_SUFFIX
-
     if not model:
         raise ModelError(f"{NAME} needs --model (convert one with `ocrq models convert-mlx`)")
     candidates = [model] if model.endswith(MLX_SUFFIX) else [model, model + MLX_SUFFIX]
@@ -105,13 +56,12 @@ def load(options: EngineOptions, models_dir: Path, threads: int = 1) -> Engine:
             f"precision {options.precision!r} is not available"
         )
     # MLX's CPU matmuls go through BLAS; keep its pool to our thread budget (only effective
-    # before the BLAS library starts, hence before importing mlx).
+    # before the BLAS library starts, hence mlx and the modules importing it are imported
+    # here, after this line, and not at the top).
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(max(1, threads)))
     import mlx.core as mx
 
-    from models import cache
-    from models.mlx.model import WEIGHTS_FILE
-    from models.ppocr.engine import load_detector
+    from models.mlx.recognizer import DecodeOptions, MLXRecognizer
 
     model_dir = resolve(options.model, Path(models_dir))
     cache.verify_files(model_dir, [WEIGHTS_FILE])

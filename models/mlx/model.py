@@ -1,7 +1,7 @@
 """TrOCR in MLX: a ViT/DeiT image encoder and the TrOCR text decoder.
 
 The layers mirror Hugging Face's `VisionEncoderDecoderModel` (ViT/DeiT + `TrOCRForCausalLM`)
-so converted weights load one-to-one (see `convert.KEY_TABLE` for the names). What varies
+so converted weights load one-to-one (names: `models.tooling.mlx.convert.KEY_TABLE`). What varies
 between checkpoints is read from the saved `config.json`: DeiT's extra distillation token,
 learned vs sinusoidal decoder positions, the embedding scale, the embedding layernorm, the
 activation, and the optional encoder-to-decoder projection.
@@ -23,9 +23,8 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
+from models.mlx.files import WEIGHTS_FILE
 from ocrq.errors import ModelError
-
-WEIGHTS_FILE = "model.safetensors"
 
 # Hugging Face activation names -> MLX functions. "gelu" is the exact (erf) GELU in both.
 ACTIVATIONS = {

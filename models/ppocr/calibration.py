@@ -10,6 +10,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from models.ppocr.det_pre import DetectorConfig, preprocess
+from models.ppocr.recognizer import RecognizerConfig, build_batch, resized_width
+
 TEXT = [
     "The quick brown fox jumps over the lazy dog 1234567890.",
     "INVOICE NO: TD01167104  DATE: 25/12/2018  TOTAL (RM): 9.00",
@@ -24,7 +27,9 @@ TEXT = [
 
 def _fonts(size: int) -> list[ImageFont.ImageFont]:
     fonts: list[ImageFont.ImageFont] = []
-    try:  # DejaVu from matplotlib when present (dev/bench installs), else Pillow's own
+    # DejaVu from matplotlib when present (dev/bench installs), else Pillow's own: an
+    # optional package, imported only for its font files.
+    try:
         import matplotlib
 
         ttf = Path(matplotlib.__file__).parent / "mpl-data" / "fonts" / "ttf"
@@ -61,8 +66,6 @@ def render_text_page(seed: int) -> np.ndarray:
 
 
 def detector_inputs(count: int = 12) -> Iterator[np.ndarray]:
-    from models.ppocr.detector import DetectorConfig, preprocess
-
     cfg = DetectorConfig()
     for seed in range(count):
         yield preprocess(render_text_page(seed), cfg).tensor()
@@ -70,8 +73,6 @@ def detector_inputs(count: int = 12) -> Iterator[np.ndarray]:
 
 def recognizer_inputs(count: int = 12, batch: int = 8) -> Iterator[np.ndarray]:
     """Batches of line crops cut from the rendered pages by row bands."""
-    from models.ppocr.recognizer import RecognizerConfig, build_batch, resized_width
-
     # Calibration batches as the INT8 recipe was tuned on (a cached INT8 graph is only
     # rebuilt when its recipe changes, so these must not follow the engine's defaults).
     cfg = RecognizerConfig(right_pad=0, width_scale=1.0)

@@ -32,20 +32,18 @@ class AngleCorrectingRecognizer:
         inner: Recognizer,
         thresh: float = 0.9,
         batch_size: int = 16,
-        run_options=None,
     ):
         self.session = session
         self.inner = inner
         self.thresh = thresh
         self.batch_size = batch_size
         self._input = session.get_inputs()[0].name
-        self._run_options = run_options
 
     def upside_down(self, crops: Sequence[np.ndarray]) -> list[bool]:
         flags: list[bool] = []
         for start in range(0, len(crops), self.batch_size):
             part = crops[start : start + self.batch_size]
-            probs = self.session.run(None, {self._input: cls_batch(part)}, self._run_options)[0]
+            probs = self.session.run(None, {self._input: cls_batch(part)})[0]
             flags.extend(bool(p[1] > self.thresh) for p in probs)
         return flags
 

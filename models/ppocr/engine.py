@@ -1,5 +1,6 @@
 """The default offline engine: PP-OCRv6 small detector + recognizer from the rapidocr
-wheel, run by our own pre/post-processing (models.ppocr.detector / .recognizer)."""
+wheel, run by our own pre/post-processing (models.ppocr.det_pre / .det_post / .scales /
+.recognizer)."""
 
 from __future__ import annotations
 
@@ -9,17 +10,22 @@ from pathlib import Path
 import onnxruntime as ort
 
 from models.base import Engine
+from models.cpu import int8_preferred
 from models.onnx_session import GraphEdit, open_session
 from models.ppocr import resources
-from models.ppocr.detector import DetectorConfig, PPOCRDetector
+from models.ppocr.classifier import AngleCorrectingRecognizer
+from models.ppocr.det_pre import DetectorConfig
+from models.ppocr.detector import DetPredictor
 from models.ppocr.head import narrow_classifier
 from models.ppocr.pools import expose_pools
+from models.ppocr.quantize import ensure_int8, read_manifest
 from models.ppocr.recognizer import (
     PPOCRRecognizer,
     RecognizerConfig,
     allowed_classes,
     charset_from_metadata,
 )
+from models.ppocr.scales import TwoPassDetector
 from ocrq.config import EngineOptions, check_precision, check_small_caps
 from ocrq.errors import ModelError
 
@@ -50,8 +56,6 @@ def resolve_precision(precision: str) -> str:
     and is faster, `models/cpu.py`), fp32 elsewhere; fp32 and int8 stay as asked."""
     if precision != "auto":
         return precision
-    from models.cpu import int8_preferred
-
     return "int8" if int8_preferred() else "fp32"
 
 
@@ -69,8 +73,6 @@ def model_file(kind: str, precision: str, models_dir: Path) -> Path:
     source = resources.model_path(name)
     if precision == "fp32":
         return source
-    from models.ppocr.quantize import ensure_int8
-
     return ensure_int8(kind, source, Path(models_dir))
 
 
@@ -86,8 +88,6 @@ def _open_without_arena(
 def _describe(path: Path) -> dict:
     """File and sha256; for an INT8 file also its weights' width (7-bit on CPUs where
     8-bit would saturate, `models/cpu.py`), from the manifest written beside it."""
-    from models.ppocr.quantize import read_manifest
-
     out = {"file": path.name, "sha256": resources.sha256_file(path)}
     manifest = read_manifest(path) if path.name.endswith(".int8.onnx") else None
     if manifest is not None:
@@ -101,21 +101,22 @@ def load_detector(
     precision: str = "fp32",
     config: DetectorConfig | None = None,
     flush_denormals: bool = True,
-) -> PPOCRDetector:
-    """The PP-OCR text-line detector alone (the TrOCR engine reuses it)."""
+) -> TwoPassDetector:
+    """The PP-OCR text-line detector alone, its two-pass scale policy around one session
+    (the TrOCR engines reuse it)."""
     _check_precision(precision)
     path = model_file("det", precision, Path(models_dir or "."))
     # Unlike the recognizer, the detector keeps ORT's arena (without memory patterns): a
     # page's activations are a few large blocks, and allocating them fresh on every run
     # (arena off) cost 1.09-1.20x in s/page per eval set, for the same boxes (measured side
     # by side; the recognizer, one small crop per run, gained under 2 %). The arena keeps
-    # what the page needed until `PPOCRDetector.release_memory` hands it back after the
+    # what the page needed until `DetPredictor.release_memory` hands it back after the
     # job (worker/heap.py).
     # Its pools are exposed (models/ppocr/pools.py) so a large fine pass can run in bands.
     session = open_session(
         path, threads, flush_denormals=flush_denormals, mem_pattern=False, edit=expose_pools
     )
-    return PPOCRDetector(session, config)
+    return TwoPassDetector(DetPredictor(session), config)
 
 
 def load_recognizer(
@@ -174,8 +175,6 @@ def load(
     }
     engine_recognizer = recognizer
     if config.use_angle_cls:
-        from models.ppocr.classifier import AngleCorrectingRecognizer
-
         files["cls"] = model_file("cls", "fp32", models_dir)
         engine_recognizer = AngleCorrectingRecognizer(
             _open_without_arena(files["cls"], threads, flush), recognizer

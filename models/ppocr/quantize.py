@@ -41,8 +41,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import onnx
+from onnx import helper, numpy_helper, version_converter
+
 from models.cpu import int8_needs_reduce_range
-from models.ppocr import resources
+from models.ppocr import calibration, resources
+from models.ppocr.head import classifier
 from ocrq.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -73,9 +77,9 @@ def int8_dir(models_dir: Path) -> Path:
 
 
 def _calibration(kind: str, count: int):
+    # onnxruntime.quantization takes ~0.5 s to import and is needed only when an INT8
+    # file is built (once per models folder), not at every engine load.
     from onnxruntime.quantization import CalibrationDataReader
-
-    from models.ppocr import calibration
 
     if kind == "det":
         source = calibration.detector_inputs(count)
@@ -96,8 +100,6 @@ def _calibration(kind: str, count: int):
 def constants_to_initializers(model) -> None:
     """Move Constant nodes' tensors into initializers (the classifier stores its weights as
     Constant nodes, which the quantizer would treat as activations, not weights)."""
-    from onnx import helper, numpy_helper
-
     keep = []
     for node in model.graph.node:
         value = next((a for a in node.attribute if a.name == "value"), None)
@@ -115,9 +117,6 @@ def constants_to_initializers(model) -> None:
 def quantize_file(kind: str, source: Path, output: Path, recipe: dict) -> None:
     # Per-channel QDQ needs DequantizeLinear's `axis` (opset 13); the wheel's graphs are
     # opset 11, so convert first (a pure version bump for the ops these graphs use).
-    import onnx
-    from onnx import version_converter
-
     model = onnx.load(str(source))
     constants_to_initializers(model)
     if max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) < 13:
@@ -147,8 +146,6 @@ def depthwise_convs(model) -> list[str]:
 
 def _head_name(model, source: Path) -> str:
     """The classifier MatMul the recipe keeps in FP32 (so it can be narrowed at load)."""
-    from models.ppocr.head import classifier
-
     head = classifier(model)
     if head is None:
         raise ModelError(f"{source.name}: no MatMul + Add + Softmax head to keep in FP32")
@@ -158,6 +155,7 @@ def _head_name(model, source: Path) -> str:
 def _quantize(
     kind: str, source: Path, output: Path, recipe: dict, exclude: list[str] | None = None
 ) -> None:
+    # Imported here for start-up time, as in `_calibration`.
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,

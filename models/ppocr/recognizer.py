@@ -207,13 +207,11 @@ class PPOCRRecognizer:
         session,
         charset: list[str],
         config: RecognizerConfig | None = None,
-        run_options=None,
     ):
         self.session = session
         self.charset = charset
         self.config = config or RecognizerConfig()
         self._input = session.get_inputs()[0].name
-        self._run_options = run_options
         self.allowed = allowed_classes(charset, self.config.charset)
 
     def recognize(self, crops: Sequence[np.ndarray]) -> list[TextLine]:
@@ -225,7 +223,7 @@ class PPOCRRecognizer:
         )
         for bucket in buckets:
             batch = build_batch([crops[i] for i in bucket], [widths[i] for i in bucket], cfg)
-            probs = self.session.run(None, {self._input: batch}, self._run_options)[0]
+            probs = self.session.run(None, {self._input: batch})[0]
             # Steps beyond a crop's own width see only padding: never decode them.
             lengths = [int(np.ceil(widths[i] / WIDTH_STEP)) for i in bucket]
             paths = best_path(probs, lengths, self.allowed)

@@ -6,6 +6,7 @@ then never again.
 
 from __future__ import annotations
 
+import importlib.util
 from functools import lru_cache
 from pathlib import Path
 
@@ -21,8 +22,6 @@ CLS_FILE = "ch_ppocr_mobile_v2.0_cls_mobile.onnx"
 def package_models_dir() -> Path:
     """The `models/` folder inside the installed rapidocr package (found without importing
     rapidocr, whose import pulls in its own config machinery)."""
-    import importlib.util
-
     spec = importlib.util.find_spec("rapidocr")
     if spec is None or not spec.submodule_search_locations:
         raise ModelError("the rapidocr package is not installed: pip install rapidocr==3.10.0")

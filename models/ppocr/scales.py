@@ -10,6 +10,9 @@ own scale); otherwise detect at full size as before. When the probe's text fills
 half of the image (a receipt scanned on a large background), the second pass reads only
 a window around it, at the scale it would have read the whole image at. A line-like
 probe box that the fine pass left uncovered is read too: a line the fine pass lost whole.
+
+`TwoPassDetector` is the engine's `Detector`: this policy around a `DetPredictor`, which
+runs each pass.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ import cv2
 import numpy as np
 
 from models.base import PageBuffer, Region
-from models.ppocr.detector import DetectorConfig, resize_ratio, target_size, vertical_pad
+from models.ppocr.det_pre import DetectorConfig, resize_ratio, target_size, vertical_pad
+from models.ppocr.detector import DetPredictor
 
 # The fine pass is skipped when its long side would be within this factor of the probe's.
 CLOSE_ENOUGH = 1.2
@@ -45,6 +49,36 @@ MISSED_MASK_SIDE = 1024
 MISSED_MIN_ASPECT = 4.0
 
 
+class TwoPassDetector:
+    """`Detector` (models/base.py): `detect(image)` and `detect_page(page)` give unordered
+    regions, read by this module's passes (one pass at `config`'s scale when its
+    `probe_side` is 0) over `predictor`."""
+
+    def __init__(self, predictor: DetPredictor, config: DetectorConfig | None = None) -> None:
+        self.predictor = predictor
+        self.config = config or DetectorConfig()
+
+    def release_memory(self) -> None:
+        """Hand back the predictor's arena (`DetPredictor.release_memory`)."""
+        self.predictor.release_memory()
+
+    def detect(self, image: np.ndarray) -> list[Region]:
+        return self._detect(PageBuffer(image), narrow=False)
+
+    def detect_page(self, page: PageBuffer) -> list[Region]:
+        """`detect` in page pixels, narrowing `page` to the window around its text when
+        the fine pass reads only that window (`detect_window`)."""
+        return self._detect(page, narrow=True)
+
+    def _detect(self, page: PageBuffer, narrow: bool) -> list[Region]:
+        shape = page.pixels.shape
+        if len(shape) not in (2, 3) or shape[0] < 2 or shape[1] < 2:
+            return []
+        if self.config.probe_side > 0:
+            return detect_two_pass(self.predictor, self.config, page, narrow)
+        return self.predictor.detect_at(page.pixels, self.config)
+
+
 def _height(region: Region) -> float:
     q = np.asarray(region.quad)
     return float(np.linalg.norm(q[0] - q[3]))
@@ -60,7 +94,12 @@ def fine_side(h: int, w: int, coarse: list[Region], cfg: DetectorConfig, full: i
 
 
 def fine_config(
-    h: int, w: int, coarse: list[Region], cfg: DetectorConfig, full: int, probe_cfg
+    h: int,
+    w: int,
+    coarse: list[Region],
+    cfg: DetectorConfig,
+    full: int,
+    probe_cfg: DetectorConfig,
 ) -> DetectorConfig | None:
     """The fine pass's settings after a probe with `probe_cfg` found `coarse`: the full
     single pass when the text asks for nearly its scale (or nothing was found), a pass
@@ -73,28 +112,31 @@ def fine_config(
     return replace(cfg, max_side=side)
 
 
-def detect_two_pass(detector, page: PageBuffer, narrow: bool = False) -> list[Region]:
+def detect_two_pass(
+    predictor: DetPredictor, cfg: DetectorConfig, page: PageBuffer, narrow: bool = False
+) -> list[Region]:
     """Regions in page pixels. With `narrow`, a fine pass over a window of the page first
     narrows `page` to that window (`detect_window`)."""
-    cfg: DetectorConfig = detector.config
     image = page.pixels
     h, w = image.shape[:2]
     if vertical_pad(h, w, cfg):  # a line strip: one pass at its own scale
-        return detector.detect_at(image, cfg)
+        return predictor.detect_at(image, cfg)
     full = max(target_size(h, w, cfg))
     if full <= cfg.probe_side * CLOSE_ENOUGH:
-        return detect_small(detector, image, cfg, full)
+        return detect_small(predictor, image, cfg, full)
     probe_cfg = replace(cfg, max_side=cfg.probe_side)
-    coarse, page_means = detector.detect_measuring(image, probe_cfg)
+    coarse, page_means = predictor.detect_measuring(image, probe_cfg)
     del image  # so that narrowing the page frees the rest of it
     fine_cfg = fine_config(h, w, coarse, cfg, full, probe_cfg)
     if fine_cfg is None:
         return coarse
-    fine = detect_window(detector, page, coarse, fine_cfg, page_means, narrow)
+    fine = detect_window(predictor, page, coarse, fine_cfg, page_means, narrow)
     return with_missed(fine, coarse, (h, w), cfg.missed_coverage)
 
 
-def detect_small(detector, image: np.ndarray, cfg: DetectorConfig, full: int) -> list[Region]:
+def detect_small(
+    predictor: DetPredictor, image: np.ndarray, cfg: DetectorConfig, full: int
+) -> list[Region]:
     """Regions of an image whose single pass (`full` px long) is too small for the
     `probe_side` probe: the same two-pass rule with a probe at `SMALL_PROBE_SHARE` of that
     scale (never upscaled). Large print keeps the probe's boxes or gets a fine pass at its
@@ -103,19 +145,19 @@ def detect_small(detector, image: np.ndarray, cfg: DetectorConfig, full: int) ->
     642 puts its text at `text_height`, and phototest (640x480) upscaled to 981x736."""
     h, w = image.shape[:2]
     probe_cfg = replace(cfg, min_side=0, max_side=full * SMALL_PROBE_SHARE)
-    coarse = detector.detect_at(image, probe_cfg)
+    coarse = predictor.detect_at(image, probe_cfg)
     fine_cfg = fine_config(h, w, coarse, cfg, full, probe_cfg)
     if fine_cfg is None:
         return coarse
-    return with_missed(detector.detect_at(image, fine_cfg), coarse, (h, w), cfg.missed_coverage)
+    return with_missed(predictor.detect_at(image, fine_cfg), coarse, (h, w), cfg.missed_coverage)
 
 
 def detect_window(
-    detector,
+    predictor: DetPredictor,
     page: PageBuffer,
     coarse: list[Region],
     cfg: DetectorConfig,
-    page_means=None,
+    page_means: list | None = None,
     narrow: bool = False,
 ) -> list[Region]:
     """The fine pass at the scale `cfg` gives the whole page, over the window around the
@@ -128,23 +170,23 @@ def detect_window(
     h, w = page.shape
     window = text_window(h, w, coarse, cfg.crop_margin)
     if window is None:
-        return detector.detect_at(page.pixels, cfg, page_means)
+        return predictor.detect_at(page.pixels, cfg, page_means)
     x0, y0, x1, y1 = window
     ch, cw = y1 - y0, x1 - x0
     if vertical_pad(ch, cw, cfg):  # a window around one line: the page's pass reads it
-        return detector.detect_at(page.pixels, cfg, page_means)
+        return predictor.detect_at(page.pixels, cfg, page_means)
     ratio = resize_ratio(h, w, cfg)
     window_cfg = replace(cfg, min_side=ratio * min(ch, cw), max_side=ratio * max(ch, cw))
     if narrow:
         # The probe's activations, kept in the detector's arena, would otherwise sit beside
         # the whole page and the window's copy: 35-Mpx receipt scans peaked at 409-411 MB
         # that way, 381-394 MB this way (fresh processes, FP32), in the same time.
-        detector.release_memory()
+        predictor.release_memory()
         page.narrow(x0, y0, x1, y1)
         pixels = page.pixels
     else:
         pixels = page.pixels[y0:y1, x0:x1]
-    regions = detector.detect_at(pixels, window_cfg, page_means)
+    regions = predictor.detect_at(pixels, window_cfg, page_means)
     return [
         Region(quad=tuple((x + x0, y + y0) for x, y in r.quad), score=r.score)  # type: ignore[arg-type]
         for r in regions

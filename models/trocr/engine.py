@@ -13,8 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
 
+from models import cache
 from models.base import Engine, TextLine
+from models.cpu import int8_needs_reduce_range
+from models.ppocr import resources
+from models.ppocr.engine import load_detector, model_file
+from models.trocr.files import KIND, onnx_files
 from models.trocr.preprocess import Preprocessor
 from models.trocr.runtime import Decoded, OnnxTrOCR, TokenIds, beam_search, greedy
 from ocrq.config import EngineOptions, check_precision, check_small_caps
@@ -68,6 +74,8 @@ class TrOCRRecognizer:
 
 
 def load_tokenizer(model_dir: Path) -> Any:
+    # `tokenizers` is an optional extra (ocrq[trocr]): imported when a model is loaded, so
+    # this module imports (and reports a missing package) without it.
     from tokenizers import Tokenizer
 
     path = model_dir / "tokenizer.json"
@@ -85,12 +93,9 @@ def load_recognizer(
     check_files: bool = True,
 ) -> tuple[TrOCRRecognizer, dict[str, Any]]:
     """The recognizer and its provenance (model name, source, precision, file sha256s)."""
-    from models import cache
-    from models.trocr.verify import onnx_files
-
     model_dir = cache.resolve_model(str(model), models_dir)
     manifest = cache.read_manifest(model_dir)
-    if manifest.get("kind") != "trocr":
+    if manifest.get("kind") != KIND:
         raise ModelError(f"{model_dir.name} is not a TrOCR ONNX export")
     encoder, decoder = onnx_files(model_dir, precision)
     names = [encoder.name, decoder.name]
@@ -118,8 +123,6 @@ def load_recognizer(
 
 
 def _warn_if_saturating(name: str, quantization: dict[str, Any]) -> None:
-    from models.cpu import int8_needs_reduce_range
-
     if not quantization.get("reduce_range") and int8_needs_reduce_range():
         logging.getLogger(__name__).warning(
             "%s: INT8 weights are 8-bit, and this CPU (x86 without VNNI) saturates them: "
@@ -134,9 +137,6 @@ def load(options: EngineOptions, models_dir: Path, threads: int = 1) -> Engine:
     check_small_caps(options, supported=False)
     if not options.model:
         raise ModelError("engine trocr-onnx needs a model: --model NAME (or OCRQ_MODEL)")
-    from models.ppocr import resources
-    from models.ppocr.engine import load_detector, model_file
-
     decode = DecodeOptions(
         batch_size=options.batch_size,
         max_new_tokens=options.max_new_tokens,
@@ -149,8 +149,6 @@ def load(options: EngineOptions, models_dir: Path, threads: int = 1) -> Engine:
     )
     # The detector stays FP32: it is small, and its INT8 variant is the ppocr engine's call.
     detector = load_detector(models_dir, threads, "fp32")
-    import onnxruntime as ort
-
     provenance = {
         "engine": NAME,
         "recognizer": rec_provenance,

@@ -23,9 +23,16 @@ from typing import Any
 
 import numpy as np
 import onnx
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    QuantFormat,
+    QuantType,
+    quantize_dynamic,
+    quantize_static,
+)
 
 from models.cpu import int8_needs_reduce_range
-from models.trocr.export import DECODER, ENCODER
+from models.trocr.files import DECODER, ENCODER
 from models.trocr.preprocess import Preprocessor
 from models.trocr.runtime import OnnxTrOCR, TokenIds
 from ocrq.errors import ModelError, UsageError
@@ -82,13 +89,6 @@ class _Feeds:
 
 
 def _static(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]], reduce_range: bool) -> None:
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-
     reader = type("Reader", (_Feeds, CalibrationDataReader), {})(feeds)
     with _quiet():
         quantize_static(
@@ -117,7 +117,6 @@ def quantize_model(
 
     `reduce_range` (7-bit weights) defaults to what this CPU needs (`models/cpu.py`):
     on x86 without VNNI, 8-bit weights saturate ORT's INT8 kernels."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     if mode not in MODES:
         raise UsageError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")

@@ -1,34 +1,21 @@
-"""Parity of the ONNX graphs (FP32 and INT8) against PyTorch on the same inputs.
-
-For each precision: teacher-forced logits over PyTorch's greedy prefix (max absolute and
-relative difference, cosine of the flattened logits) and free-running greedy tokens
-(rows identical, position agreement).
-
-Thresholds, and why:
-- FP32 must reproduce PyTorch: the graphs are traced from the same modules, so the only
-  difference is kernel rounding (measured ~1e-6..1e-5 absolute on tiny models, see the
-  manifest). 1e-4 relative to the logit range leaves >10x headroom over rounding and
-  still catches any real mistake (a wrong position offset, scale or mask moves logits by
-  1e-2..1 relative). Greedy tokens must be identical on every input.
-- INT8 is lossy by design: logit cosine >= 0.99 and max relative diff <= 0.25. A broken
-  quantization (QDQ over all ops on trocr-base: cosine 0.967 in DESIGN.md; wrong scales:
-  cosine < 0.9) fails; per-channel MatMul INT8 lands at 0.999+. Token agreement is
-  reported, not required: random-weight models have tiny logit margins, so free-running
-  agreement is pessimistic there (DESIGN.md), and a real checkpoint should be judged on
-  CER with real crops (`--images`).
-"""
+"""Comparing a backend with the PyTorch reference: the figures, the pass/fail rule and what
+a manifest records of them. Shared by the ONNX (models.tooling.trocr.verify) and MLX
+(models.tooling.mlx.verify) checks, each with its own thresholds."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from models.trocr.reference import trim
-from models.trocr.runtime import OnnxTrOCR, TokenIds, greedy
 from ocrq.errors import ModelError
+
+CHECK_TOKENS = 20  # decode steps of the parity checks
+
+
+class ParityError(ModelError):
+    """A backend's outputs are outside the parity thresholds."""
 
 
 @dataclass(frozen=True)
@@ -38,10 +25,16 @@ class Thresholds:
     exact_tokens: bool
 
 
-THRESHOLDS = {
-    "fp32": Thresholds(max_rel_diff=1e-4, min_cosine=0.99999, exact_tokens=True),
-    "int8": Thresholds(max_rel_diff=0.25, min_cosine=0.99, exact_tokens=False),
-}
+def trim(tokens: list[int], eos: int, pad: int) -> list[int]:
+    """Generated ids up to and including the first EOS, without trailing padding."""
+    out = []
+    for token in tokens:
+        out.append(int(token))
+        if token == eos:
+            break
+    while out and out[-1] == pad:
+        out.pop()
+    return out
 
 
 def compare(
@@ -50,6 +43,9 @@ def compare(
     reference: dict[str, Any],
     limits: Thresholds,
 ) -> dict[str, Any]:
+    """A backend's teacher-forced `logits` and free-running greedy tokens (`ours`, one
+    list per input) against the PyTorch `reference`: the figures, and whether they pass
+    `limits` (with the failures named)."""
     ref = np.asarray(reference["logits"], np.float32)
     diff = float(np.abs(logits - ref).max())
     rel = diff / max(1.0, float(np.abs(ref).max()))
@@ -104,29 +100,18 @@ def _forced_top1(
     return float(same[mask].mean()), float(margin[mask].mean())
 
 
-def onnx_files(model_dir: Path, precision: str) -> tuple[Path, Path]:
-    from models.cache import read_manifest
-    from models.trocr.export import DECODER, ENCODER
-
-    if precision == "fp32":
-        return model_dir / ENCODER, model_dir / DECODER
-    if precision != "int8":
-        raise ModelError(f"precision must be fp32 or int8, not {precision!r}")
-    files = read_manifest(model_dir).get("quantization", {}).get("int8", {}).get("files")
-    if not files:
-        raise ModelError(f"{model_dir.name} has no INT8 graphs: run `ocrq models quantize` first")
-    return model_dir / files[0], model_dir / files[1]
-
-
-def verify_onnx(
-    model_dir: Path, pixel_values: np.ndarray, reference: dict[str, Any], precision: str
-) -> dict[str, Any]:
-    """One precision of the exported model against the PyTorch `reference`."""
-    encoder, decoder = onnx_files(model_dir, precision)
-    ids = TokenIds.from_dir(model_dir)
-    model = OnnxTrOCR(encoder, decoder, ids, threads=2)
-    logits = model.teacher_forced_logits(pixel_values, reference["decoder_input_ids"])
-    decoded = greedy(model, pixel_values, int(reference["max_new_tokens"]))
-    ours = [trim(d.tokens, ids.eos, ids.pad) for d in decoded]
-    report = compare(logits, ours, reference, THRESHOLDS[precision])
-    return {"backend": "onnx", "precision": precision, **report}
+def summary(report: dict[str, Any], inputs: str) -> dict[str, Any]:
+    """The figures of a `compare` report a manifest records, with what they were taken on."""
+    keep = (
+        "inputs",
+        "max_abs_logit_diff",
+        "max_rel_logit_diff",
+        "logit_cosine",
+        "greedy_rows_identical",
+        "greedy_token_agreement",
+        "forced_top1_agreement",
+        "reference_top1_margin",
+        "passed",
+        "dtype",
+    )
+    return {"on": inputs, **{k: report[k] for k in keep if k in report}}

@@ -1,7 +1,8 @@
-"""`ocrq models export|quantize|verify|list` for TrOCR on ONNX Runtime.
+"""`ocrq models export|quantize|verify|list` for TrOCR on ONNX Runtime (and `verify` for
+MLX conversions too). Registered by models/cli.py.
 
-Registered by models/cli.py. Only click is imported at module level; the commands import
-torch/transformers/onnxruntime when they run.
+`ocrq` imports this module at start-up, so the commands import models.tooling.trocr.tools
+(onnxruntime, onnx's quantizer: about a second) only when they run.
 """
 
 from __future__ import annotations
@@ -11,29 +12,10 @@ from pathlib import Path
 
 import click
 
+from models.cache import list_models, read_manifest
+from models.tooling.options import fail, models_dir_option, resolve_models_dir
+from models.tooling.parity import ParityError
 from ocrq.errors import OcrqError, UsageError
-
-
-def _models_dir(value: str | None) -> Path:
-    if value:
-        return Path(value)
-    from ocrq.config import settings_from_env
-
-    return settings_from_env().models_dir
-
-
-models_dir_option = click.option(
-    "--models-dir",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Model cache (default: $OCRQ_MODELS or ~/.cache/ocrq/models).",
-)
-
-
-def _fail(exc: OcrqError) -> None:
-    """One line on stderr and the error's exit code, whichever group runs the command."""
-    click.secho(f"error: {exc}", fg="red", err=True)
-    raise SystemExit(exc.exit_code)
 
 
 @click.command("export")
@@ -41,15 +23,14 @@ def _fail(exc: OcrqError) -> None:
 @click.option("--name", default=None, help="Name in the cache (default: last part of SOURCE).")
 @click.option("--no-check", is_flag=True, help="Skip the FP32 parity check against PyTorch.")
 @models_dir_option
-def export(source: str, name: str | None, no_check: bool, models_dir: str | None) -> None:
+def export(source: str, name: str | None, no_check: bool, models_dir: Path | None) -> None:
     """Export a TrOCR / VisionEncoderDecoder (hub id or local directory) to ONNX."""
-    from models.cache import read_manifest
-    from models.trocr.tools import export_model
+    from models.tooling.trocr.tools import export_model  # start-up time: see the docstring
 
     try:
-        out = export_model(source, _models_dir(models_dir), name=name, check=not no_check)
+        out = export_model(source, resolve_models_dir(models_dir), name=name, check=not no_check)
     except OcrqError as exc:
-        _fail(exc)
+        fail(exc)
     parity = read_manifest(out).get("parity", {}).get("fp32")
     click.echo(f"exported {source} -> {out}")
     if parity:
@@ -79,23 +60,23 @@ def export(source: str, name: str | None, no_check: bool, models_dir: str | None
 )
 @models_dir_option
 def quantize(
-    model: str, mode: str, calibration: str | None, reduce_range: str, models_dir: str | None
+    model: str, mode: str, calibration: str | None, reduce_range: str, models_dir: Path | None
 ) -> None:
     """INT8-quantize a cached model (dynamic, or static calibrated on real crops)."""
-    from models.trocr.tools import quantize as run
+    from models.tooling.trocr.tools import quantize as run  # start-up time: see the docstring
 
     if mode == "static" and not calibration:
-        _fail(UsageError("--mode static needs --calibration DIR (a folder of line crops)"))
+        fail(UsageError("--mode static needs --calibration DIR (a folder of line crops)"))
     try:
         result = run(
             model,
-            _models_dir(models_dir),
+            resolve_models_dir(models_dir),
             mode,
             Path(calibration) if calibration else None,
             reduce_range={"auto": None, "on": True, "off": False}[reduce_range],
         )
     except OcrqError as exc:
-        _fail(exc)
+        fail(exc)
     agree = result["int8_vs_fp32"]
     click.echo(
         f"int8 ({mode}, per-channel, {7 if result['int8']['reduce_range'] else 8}-bit weights) "
@@ -123,7 +104,13 @@ def _row(name: str, r: dict) -> str:
     default=None,
     help="Folder of line crops (default: rendered sample lines).",
 )
-@click.option("--backend", type=click.Choice(["onnx", "mlx", "all"]), default="onnx")
+@click.option(
+    "--backend",
+    type=click.Choice(["onnx", "mlx", "all"]),
+    default=None,
+    help="What to check (default: what the model is, by its manifest: an ONNX export or "
+    "an MLX conversion); all: the ONNX graphs and the MLX conversion beside them.",
+)
 @click.option("--source", default=None, help="PyTorch model (default: the manifest's source).")
 @click.option("--max-new-tokens", type=int, default=20, show_default=True)
 @click.option("--limit", type=int, default=16, show_default=True, help="Max images used.")
@@ -132,20 +119,20 @@ def _row(name: str, r: dict) -> str:
 def verify(
     model: str,
     images: str | None,
-    backend: str,
+    backend: str | None,
     source: str | None,
     max_new_tokens: int,
     limit: int,
     as_json: bool,
-    models_dir: str | None,
+    models_dir: Path | None,
 ) -> None:
     """Compare PyTorch with the ONNX (FP32, INT8) and/or MLX model; exit non-zero on failure."""
-    from models.trocr.tools import ParityError, verify_model
+    from models.tooling.trocr.tools import verify_model  # start-up time: see the docstring
 
     try:
         reports = verify_model(
             model,
-            _models_dir(models_dir),
+            resolve_models_dir(models_dir),
             Path(images) if images else None,
             backend,
             source,
@@ -153,7 +140,7 @@ def verify(
             limit,
         )
     except OcrqError as exc:
-        _fail(exc)
+        fail(exc)
     if as_json:
         click.echo(json.dumps(reports, indent=2, default=str))
     else:
@@ -164,20 +151,16 @@ def verify(
         for name, report in reports.items():
             click.echo(_row(name, report))
     failed = [name for name, r in reports.items() if not r["passed"]]
-    if not reports:
-        _fail(ParityError(f"nothing to verify for {model} with --backend {backend}"))
     if failed:
-        _fail(ParityError(f"parity below thresholds: {', '.join(failed)}"))
+        fail(ParityError(f"parity below thresholds: {', '.join(failed)}"))
 
 
 @click.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print the full manifests as JSON.")
 @models_dir_option
-def list_(as_json: bool, models_dir: str | None) -> None:
+def list_(as_json: bool, models_dir: Path | None) -> None:
     """Models in the cache with their manifests."""
-    from models.cache import list_models
-
-    root = _models_dir(models_dir)
+    root = resolve_models_dir(models_dir)
     found = list_models(root)
     if as_json:
         click.echo(json.dumps(dict(found), indent=2, default=str))

@@ -11,20 +11,26 @@ The TorchScript exporter (`dynamo=False`, opset 18) is used: with transformers 5
 graphs ran 20-40 % faster than the dynamo exporter's and it takes plain `dynamic_axes`
 (see DESIGN.md). The decoder is traced through the real TrOCR modules, with the K/V fed
 in through an `EncoderDecoderCache` whose cross layers are marked already computed.
+
+torch and transformers (the `export` extra, seconds to import) are imported by the
+functions that use them, so `ocrq models quantize` and `list` work without them.
 """
 
 from __future__ import annotations
 
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import onnx
+
+from models.tooling.trocr.graph import drop_single_input_concats, fuse_encoder_attention
+from models.trocr.files import DECODER, ENCODER
 from ocrq.errors import ModelError
 
 OPSET = 18
-ENCODER = "encoder.onnx"
-DECODER = "decoder.onnx"
 
 
 @dataclass(frozen=True)
@@ -66,7 +72,7 @@ def _decoder_layers(model: Any) -> Any:
 
 
 def encoder_module(model: Any) -> Any:
-    import torch
+    import torch  # lazy, as the module docstring says
 
     class EncoderWithCrossKV(torch.nn.Module):
         def __init__(self) -> None:
@@ -93,6 +99,7 @@ def encoder_module(model: Any) -> Any:
 
 
 def decoder_module(model: Any) -> Any:
+    # lazy, as the module docstring says
     import torch
     from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
@@ -129,9 +136,7 @@ def decoder_module(model: Any) -> Any:
 
 def export_onnx(model: Any, out_dir: Path, opset: int = OPSET) -> list[str]:
     """Write encoder.onnx and decoder.onnx; returns their file names."""
-    import warnings
-
-    import torch
+    import torch  # lazy, as the module docstring says
 
     shape = DecoderShape.of(model)
     n = shape.layers
@@ -189,12 +194,8 @@ def _encoder_heads(model: Any) -> int:
 
 
 def _rewrite(path: Path, encoder_heads: int | None = None) -> None:
-    """The exact clean-ups of models.trocr.graph, in place. Only nodes change: a model
+    """The exact clean-ups of models.tooling.trocr.graph, in place. Only nodes change: a model
     over 2 GB keeps its weights in the external data files the exporter wrote."""
-    import onnx
-
-    from models.trocr.graph import drop_single_input_concats, fuse_encoder_attention
-
     graph = onnx.load(str(path), load_external_data=False)
     changed = drop_single_input_concats(graph)
     if encoder_heads is not None:
@@ -207,7 +208,7 @@ def copy_side_files(
     source_dir: Path | None, tokenizer: Any, model: Any, out_dir: Path
 ) -> list[str]:
     """Tokenizer, processor and generation config beside the graphs (what the engine reads)."""
-    from transformers import GenerationConfig
+    from transformers import GenerationConfig  # lazy, as the module docstring says
 
     tokenizer.save_pretrained(out_dir)
     model.config.save_pretrained(out_dir)
@@ -217,7 +218,7 @@ def copy_side_files(
     if source_dir is not None and (source_dir / "preprocessor_config.json").is_file():
         shutil.copyfile(source_dir / "preprocessor_config.json", pre)
     else:
-        from transformers import AutoImageProcessor
+        from transformers import AutoImageProcessor  # lazy, as the module docstring says
 
         try:
             AutoImageProcessor.from_pretrained(str(model.name_or_path)).save_pretrained(out_dir)

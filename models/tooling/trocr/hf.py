@@ -11,20 +11,6 @@ from typing import Any
 
 from ocrq.errors import ModelError
 
-# Files a TrOCR checkpoint carries beside its weights; copied next to the ONNX graphs.
-SIDE_FILES = (
-    "config.json",
-    "generation_config.json",
-    "preprocessor_config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "vocab.json",
-    "merges.txt",
-    "sentencepiece.bpe.model",
-    "added_tokens.json",
-)
-
 
 def _offline_hint(source: str, exc: Exception) -> ModelError:
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -37,7 +23,9 @@ def _offline_hint(source: str, exc: Exception) -> ModelError:
 
 def load_pretrained(source: str | Path) -> tuple[Any, Any]:
     """(model in eval mode, tokenizer) from a hub id or a local directory."""
-    import torch  # noqa: F401  (transformers needs it; imported here to fail clearly)
+    # torch and transformers are the `export` extra and take seconds to import: only the
+    # commands that load a checkpoint import them. torch first, to fail clearly without it.
+    import torch  # noqa: F401
     from transformers import AutoTokenizer, VisionEncoderDecoderModel
     from transformers.utils import logging as hf_logging
 
@@ -68,6 +56,7 @@ def fix_sinusoidal_positions(model: Any) -> None:
     the first forward fails ("Cannot copy out of meta tensor"). The table is deterministic,
     so rebuilding it is exact.
     """
+    # transformers: the `export` extra, imported where it is used (as in `load_pretrained`)
     from transformers.models.trocr.modeling_trocr import TrOCRSinusoidalPositionalEmbedding
 
     for module in model.modules():

@@ -1,4 +1,5 @@
-"""The PyTorch reference every backend is checked against (ONNX here, MLX in models.mlx).
+"""The PyTorch reference every backend is checked against (ONNX in .verify, MLX in
+models.tooling.mlx.verify).
 
 `torch_reference` runs the real transformers model: `generate` (greedy) for the tokens,
 then one teacher-forced forward over the greedy prefix for the logits, so a backend can be
@@ -12,17 +13,8 @@ from typing import Any
 
 import numpy as np
 
-
-def trim(tokens: list[int], eos: int, pad: int) -> list[int]:
-    """Generated ids up to and including the first EOS, without trailing padding."""
-    out = []
-    for token in tokens:
-        out.append(int(token))
-        if token == eos:
-            break
-    while out and out[-1] == pad:
-        out.pop()
-    return out
+from models.tooling.parity import trim
+from models.tooling.trocr.hf import load_pretrained
 
 
 def torch_reference(
@@ -44,13 +36,12 @@ def torch_reference(
     `source_dir` is a hub id or a directory `from_pretrained` reads; pass `model` (a loaded
     VisionEncoderDecoderModel) to skip loading.
     """
+    # The `export` extra, seconds to import: only where a reference is computed.
     import torch
+    from transformers import GenerationConfig
 
     if model is None:
-        from models.trocr.hf import load_pretrained
-
         model, _ = load_pretrained(source_dir)
-    from transformers import GenerationConfig
 
     pv = torch.from_numpy(np.ascontiguousarray(pixel_values, dtype=np.float32))
     gen = model.generation_config

@@ -14,10 +14,18 @@ from typing import Any
 
 import numpy as np
 
+from models import cache
+from models.mlx.files import KIND, MLX_SUFFIX, WEIGHTS_FILE
+from models.tooling.mlx.verify import verify_mlx
+from models.tooling.parity import CHECK_TOKENS, ParityError, summary
+from models.tooling.trocr.export import copy_side_files
+from models.tooling.trocr.hf import load_pretrained
+from models.tooling.trocr.images import sample_lines
+from models.tooling.trocr.reference import torch_reference
+from models.trocr.preprocess import Preprocessor
 from ocrq.errors import ModelError
 
 DTYPES = ("float32", "float16", "bfloat16")
-KIND = "trocr-mlx"  # manifest "kind" of a converted model
 
 # Hugging Face key (regex, first match wins) -> MLX key in models/mlx/model.py; None drops it.
 # The encoder rows come in two spellings: transformers >= 5 ("layers.N.attention.q_proj")
@@ -77,9 +85,6 @@ def convert_state_dict(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
-MLX_SUFFIX = "-mlx"  # beside the ONNX export of the same source in one cache
-
-
 def convert(
     source: str | Path,
     models_dir: Path,
@@ -95,12 +100,11 @@ def convert(
     sha256, versions and the dtype; with `check`, parity against PyTorch on rendered
     sample lines is measured, recorded (parity.mlx) and must pass.
     """
+    # mlx is optional (the `mlx` extra; Apple Silicon): imported when a conversion runs,
+    # so the rest of the tooling works without it. models.mlx.model imports mlx too.
     import mlx.core as mx
 
-    from models import cache
-    from models.mlx.model import WEIGHTS_FILE, load_model
-    from models.trocr.export import copy_side_files
-    from models.trocr.hf import load_pretrained
+    from models.mlx.model import load_model
 
     if dtype not in DTYPES:
         raise ModelError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
@@ -127,16 +131,9 @@ def convert(
 
 def _check_parity(model_dir: Path, source: str | Path, torch_model: Any) -> None:
     """MLX vs the PyTorch model just loaded, on rendered sample lines; recorded."""
-    from models import cache
-    from models.mlx.verify import verify_mlx
-    from models.trocr.images import sample_lines
-    from models.trocr.preprocess import Preprocessor
-    from models.trocr.reference import torch_reference
-    from models.trocr.tools import CHECK_TOKENS, ParityError, _summary
-
     pixel_values = Preprocessor.from_file(model_dir / "preprocessor_config.json")(sample_lines(4))
     reference = torch_reference(source, pixel_values, CHECK_TOKENS, model=torch_model)
     report = verify_mlx(model_dir, pixel_values, reference)
-    cache.update_manifest(model_dir, parity={"mlx": _summary(report, "4 sample lines")})
+    cache.update_manifest(model_dir, parity={"mlx": summary(report, "4 sample lines")})
     if not report["passed"]:
         raise ParityError(f"conversion of {source}: MLX parity failed: {report['failures']}")

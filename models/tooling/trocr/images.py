@@ -44,6 +44,8 @@ def load_images(folder: Path | str, limit: int | None = None) -> list[np.ndarray
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    # DejaVu Sans from matplotlib, an optional package (dev/bench installs) imported only
+    # for its font file; Pillow's own font otherwise.
     try:
         import matplotlib
 

@@ -28,8 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from models.trocr.reference import trim
-from models.trocr.verify import Thresholds, compare
+from models.tooling.parity import Thresholds, compare, trim
 
 # Keyed by the dtype the weights were converted to (convert-mlx --dtype).
 THRESHOLDS = {
@@ -42,12 +41,14 @@ THRESHOLDS = {
 def verify_mlx(model_dir: Path, pixel_values: np.ndarray, reference: dict) -> dict[str, Any]:
     """Compare the MLX model in `model_dir` with a PyTorch `reference` on `pixel_values`.
 
-    `reference` is `models.trocr.reference.torch_reference(...)`: "logits" [B, T, V]
+    `reference` is `models.tooling.trocr.reference.torch_reference(...)`: "logits" [B, T, V]
     teacher-forced on "decoder_input_ids" [B, T], "greedy_tokens" (generated ids per row,
     start token excluded, up to EOS) and "max_new_tokens". Returns the figures of
-    `models.trocr.verify.compare` (max abs/rel logit diff, cosine, greedy agreement,
+    `models.tooling.parity.compare` (max abs/rel logit diff, cosine, greedy agreement,
     thresholds, passed, failures) plus "backend" and "dtype".
     """
+    # mlx is optional (the `mlx` extra): imported when an MLX model is checked, so that
+    # ONNX checks run without it. models.mlx.generate and .model import mlx too.
     import mlx.core as mx
 
     from models.mlx.generate import greedy

@@ -1,5 +1,8 @@
-"""`ocrq models convert-mlx`: registered by models/cli.py. MLX, torch and transformers are
-imported only when the command runs."""
+"""`ocrq models convert-mlx`: registered by models/cli.py.
+
+`ocrq` imports this module at start-up, so the command imports the converter (and through
+it onnxruntime, torch, transformers and mlx) only when it runs.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +10,12 @@ from pathlib import Path
 
 import click
 
-from ocrq.config import default_models_dir
+from models import cache
+from models.tooling.options import fail, models_dir_option, resolve_models_dir
+from ocrq.errors import OcrqError
 
-DTYPE_CHOICES = ("float32", "float16", "bfloat16")  # models.mlx.convert.DTYPES, without mlx
+# models.tooling.mlx.convert.DTYPES, repeated here so `ocrq --help` imports no converter
+DTYPE_CHOICES = ("float32", "float16", "bfloat16")
 
 
 @click.command("convert-mlx")
@@ -28,17 +34,10 @@ DTYPE_CHOICES = ("float32", "float16", "bfloat16")  # models.mlx.convert.DTYPES,
     default=None,
     help="Output directory (default: MODELS_DIR/<name>-mlx).",
 )
-@click.option(
-    "--models-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar="OCRQ_MODELS",
-    default=default_models_dir,
-    show_default="~/.cache/ocrq/models",
-    help="Model cache (env OCRQ_MODELS).",
-)
+@models_dir_option
 @click.option("--no-check", is_flag=True, help="Skip the parity check against PyTorch.")
 def convert_mlx(
-    source: str, dtype: str, out_dir: Path | None, models_dir: Path, no_check: bool
+    source: str, dtype: str, out_dir: Path | None, models_dir: Path | None, no_check: bool
 ) -> None:
     """Convert a Hugging Face TrOCR (hub id or local directory) to MLX weights.
 
@@ -46,10 +45,13 @@ def convert_mlx(
     unless --no-check, PyTorch and MLX are compared on rendered sample lines and the
     figures recorded (the conversion fails if they are outside the thresholds).
     """
-    from models import cache
-    from models.mlx.convert import convert
+    from models.tooling.mlx.convert import convert  # start-up time: see the docstring
 
-    path = convert(source, models_dir, dtype=dtype, out_dir=out_dir, check=not no_check)
+    root = resolve_models_dir(models_dir)
+    try:
+        path = convert(source, root, dtype=dtype, out_dir=out_dir, check=not no_check)
+    except OcrqError as exc:
+        fail(exc)
     click.echo(f"converted {source} -> {path} ({dtype})")
     parity = cache.read_manifest(path).get("parity", {}).get("mlx")
     if parity:

@@ -1,0 +1,1 @@
+"""MLX tooling: Hugging Face checkpoint -> MLX weights, and their parity check."""
