@@ -1,14 +1,16 @@
-"""One page through any engine: detect -> reading order -> crop -> recognize (batched)."""
+"""One page through any engine: detect -> reading order -> crop -> recognize (batched),
+and the result rows a page's reading gives (`page_regions`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from models.base import Engine, PageBuffer, Region, TextLine
 from models.crops import as_rgb, crop_quad
 from models.order import group_lines, reading_order
+from ocrq.results import RegionResult
 
 
 def read_page(engine: Engine, image: np.ndarray | PageBuffer) -> list[tuple[Region, TextLine]]:
@@ -40,33 +42,18 @@ def read_page(engine: Engine, image: np.ndarray | PageBuffer) -> list[tuple[Regi
     return [(r, t) for r, t in zip(ordered, lines, strict=True) if t.text.strip()]
 
 
-def read_pages(
-    engine: Engine,
-    pages: Iterable[np.ndarray],
-    before_page: Callable[[int], object] | None = None,
-) -> Iterator[list[tuple[Region, TextLine]]]:
-    """`read_page` of each page in turn, each handed over in a `PageBuffer` with no other
-    reference kept, as a worker reads a job's pages (`worker.pipeline.ocr_pages`, whose
-    `before_page` hook this takes too)."""
-    iterator = iter(pages)
-    while (page := _buffered(next(iterator, None))) is not None:
-        if before_page is not None:
-            before_page(page.shape[0] * page.shape[1])
-        pairs = read_page(engine, page)
-        del page  # not held while the caller works on this page's text
-        yield pairs
-
-
-def _buffered(image: np.ndarray | None) -> PageBuffer | None:
-    return None if image is None else PageBuffer(image)
-
-
-def page_text(pairs: Sequence[tuple[Region, TextLine]]) -> str:
-    """Plain text of a page: regions on one line joined by a space, lines by newlines."""
-    regions = [r for r, _ in pairs]
-    return "\n".join(
-        " ".join(pairs[i][1].text.strip() for i in line) for line in group_lines(regions)
-    )
+def page_regions(page_no: int, pairs: Sequence[tuple[Region, TextLine]]) -> list[RegionResult]:
+    """A page's (region, text) pairs in reading order as result rows, each with its visual
+    line (regions side by side on one line of print share it)."""
+    line_of = {
+        i: line_no
+        for line_no, members in enumerate(group_lines([r for r, _ in pairs]))
+        for i in members
+    }
+    return [
+        RegionResult(page_no, idx, region.quad, line.text, float(line.confidence), line_of[idx])
+        for idx, (region, line) in enumerate(pairs)
+    ]
 
 
 # A tiny image (a single character or word cut out of a page) can be too small for the

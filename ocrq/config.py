@@ -91,7 +91,10 @@ class InputLimits:
     max_pixels: int = 100_000_000  # per page, after decoding the header
     max_file_bytes: int = 200 * 1024 * 1024
     max_pages: int = 500  # pages in one multi-page TIFF
-    input_roots: tuple[str, ...] = ()  # empty: any path the worker can read
+    # Folders a worker may read under (OCRQ_INPUT_ROOTS). Empty: the folders each job's
+    # batch was submitted from (`worker.pipeline.job_limits`).
+    input_roots: tuple[str, ...] = ()
+    roots_from: str = "OCRQ_INPUT_ROOTS"  # what the roots are, for the refusal's message
 
 
 @dataclass(frozen=True)

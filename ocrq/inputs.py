@@ -86,7 +86,7 @@ def _checked(path: PathArg, limits: InputLimits) -> tuple[Path, os.stat_result]:
     # Non-strict realpath never raises; a symlink loop stays unresolved and fails at stat.
     real = os.path.realpath(raw)
     if limits.input_roots and not is_under_roots(real, tuple(limits.input_roots)):
-        raise InputRejected("path is outside the configured input roots (OCRQ_INPUT_ROOTS)")
+        raise InputRejected(f"path is outside the configured input roots ({limits.roots_from})")
     try:
         st = os.stat(real)
     except OSError as exc:

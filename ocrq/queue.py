@@ -68,27 +68,47 @@ class Enqueuer:
                 "OCRQ_BROKER_URL; or run without Redis: `ocrq run DIR`."
             ) from exc
 
-    def send(self, job_ids: Sequence[int], store: Store, progress: Progress | None = None) -> None:
+    def send(
+        self,
+        job_ids: Sequence[int],
+        store: Store,
+        progress: Progress | None = None,
+        again: bool = False,
+    ) -> list[int]:
+        """Publish the jobs of `store` no one has published yet (each chunk claimed in the
+        database first, so a second producer racing over the same jobs skips them), or
+        with `again` every one of `job_ids` (messages that were lost). Each message
+        carries the database's identity. Returns the ids published."""
+        sent: list[int] = []
         for start in range(0, len(job_ids), self.chunk):
             chunk = list(job_ids[start : start + self.chunk])
-            self._publish_with_retry(chunk)
-            store.mark_enqueued(chunk)
+            mine = chunk if again else store.claim_unsent(chunk)
+            try:
+                self._publish_with_retry(mine, store.identity)
+            except Exception:
+                if not again:
+                    store.unclaim(mine)  # a resumed submit publishes them
+                raise
+            if again:
+                store.mark_enqueued(mine)
+            sent += mine
             if progress:
                 progress(len(chunk))
+        return sent
 
-    def _publish_with_retry(self, chunk: list[int]) -> None:
+    def _publish_with_retry(self, chunk: list[int], database: str) -> None:
         # A chunk that failed part-way is sent again whole: a job delivered twice is
         # harmless (the worker skips a finished job and replaces rows on rerun).
         for attempt in range(self.retries + 1):
             try:
-                self._publish(chunk)
+                self._publish(chunk, database)
                 return
             except Exception:
                 if attempt == self.retries:
                     raise
                 time.sleep(min(0.5 * 2**attempt, 10.0))
 
-    def _publish(self, chunk: Iterable[int]) -> None:
+    def _publish(self, chunk: Iterable[int], database: str) -> None:
         # a fresh connection per chunk: after a broker restart the retry starts clean
         with (
             self.app.connection_for_write(self.broker_url) as conn,
@@ -101,7 +121,7 @@ class Enqueuer:
                 # over its own OCRQ_TASK_*_LIMIT. The worker's settings must decide.
                 self.app.send_task(
                     TASK_NAME,
-                    (job_id,),
+                    (job_id, database),
                     producer=producer,
                     queue=self.queue,
                     retry=False,
@@ -123,7 +143,9 @@ class Enqueuer:
 _PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")  # kombu's priority lists
 
 
-def _job_id_of(payload: dict) -> int | None:
+def _job_id_of(payload: dict, database: str | None = None) -> int | None:
+    """The job id an ocrq message names, if it is for `database` (or names none: the
+    older shape, job id alone); None for any other message."""
     headers = payload.get("headers") or {}
     if headers.get("task") != TASK_NAME or payload.get("content-type") != "application/json":
         return None
@@ -132,14 +154,17 @@ def _job_id_of(payload: dict) -> int | None:
         if (payload.get("properties") or {}).get("body_encoding") == "base64":
             body = base64.b64decode(body)
         args = json.loads(body)[0]
+        if database is not None and len(args) > 1 and args[1] != database:
+            return None
         return int(args[0])
     except (KeyError, IndexError, TypeError, ValueError):
         return None
 
 
-def broker_job_ids(broker_url: str, queue: str) -> set[int] | None:
+def broker_job_ids(broker_url: str, queue: str, database: str | None = None) -> set[int] | None:
     """Ids of jobs that have a message in Redis, waiting in `queue` or delivered and not
-    yet acknowledged; None when the broker is not Redis (nothing to compare with)."""
+    yet acknowledged, for `database` (messages of another results database behind the
+    same Redis are not its jobs); None when the broker is not Redis."""
     if not is_redis(broker_url):
         return None
 
@@ -154,11 +179,11 @@ def broker_job_ids(broker_url: str, queue: str) -> set[int] | None:
         client.close()
     ids: set[int] = set()
     for raw in (m for items in lists for m in items):
-        job_id = _job_id_of(json.loads(raw))
+        job_id = _job_id_of(json.loads(raw), database)
         if job_id is not None:
             ids.add(job_id)
     for raw in unacked:
-        job_id = _job_id_of(json.loads(raw)[0])
+        job_id = _job_id_of(json.loads(raw)[0], database)
         if job_id is not None:
             ids.add(job_id)
     return ids
@@ -227,7 +252,8 @@ class LostMessageCheck:
         lost = sorted(missing & self.suspects)
         self.suspects = missing - set(lost)
         if lost:
-            self.enqueuer.send(lost, store)
+            self.enqueuer.send(lost, store, again=True)
+            count_recovery(self.enqueuer.broker_url, store.identity, RESENT, len(lost))
         return lost
 
     def forget(self) -> None:
@@ -261,7 +287,7 @@ def missing_job_ids(
     # Redis first, then the database: a job acked in between is final in the
     # database already (acks_late acks after the result is written), so it is
     # not picked up.
-    present = broker_job_ids(broker_url, queue)
+    present = broker_job_ids(broker_url, queue, store.identity)
     if present is None:
         return None
     query = select(Job.id).where(
@@ -343,3 +369,41 @@ def queue_depths(broker_url: str) -> dict[str, int] | None:
     except redis.RedisError:
         return None
     return {name: n for name, n in sorted(depths.items()) if n}
+
+
+# ---- what recovery did, for `ocrq status` -------------------------------------------------
+#
+# Counted in Redis, under each results database's identity: a worker that refuses another
+# database's message cannot write into that database, and the producer's status reads
+# both. A Redis that is flushed or restarted without persistence starts the counts again.
+
+RECOVERY_KEY = "ocrq:recovery:"  # + database identity: a hash of counts
+REFUSED = "refused"  # messages a worker on another results database handed back
+RESENT = "resent"  # lost messages published again
+RECOVERY_KINDS = (REFUSED, RESENT)
+
+
+def count_recovery(broker_url: str, database: str, kind: str, n: int = 1) -> None:
+    """Add `n` to `database`'s count of `kind` (nothing where the broker is not Redis)."""
+    if not is_redis(broker_url) or n <= 0:
+        return
+    client = redis.Redis.from_url(broker_url, socket_connect_timeout=2, socket_timeout=5)
+    try:
+        client.hincrby(RECOVERY_KEY + database, kind, n)
+    finally:
+        client.close()
+
+
+def recovery_counts(broker_url: str, database: str) -> dict[str, int] | None:
+    """`database`'s recovery counts; None where the broker is not Redis or cannot be read."""
+    if not is_redis(broker_url):
+        return None
+    try:
+        client = redis.Redis.from_url(broker_url, socket_connect_timeout=1, socket_timeout=2)
+        try:
+            raw = client.hgetall(RECOVERY_KEY + database)
+        finally:
+            client.close()
+    except redis.RedisError:
+        return None
+    return {kind: int(raw.get(kind.encode(), 0)) for kind in RECOVERY_KINDS}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,10 +33,11 @@ from sqlalchemy import (
     event,
     func,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 if TYPE_CHECKING:
@@ -48,9 +50,22 @@ from ocrq.results import RegionResult
 QUEUED, RUNNING, DONE, FAILED, DUPLICATE = "queued", "running", "done", "failed", "duplicate"
 STATUSES = (QUEUED, RUNNING, DONE, FAILED, DUPLICATE)
 
+# PostgreSQL advisory lock key held by a producer while it plans and records jobs
+# (`Store.submitting`); any 64-bit number no other application on the database uses.
+SUBMIT_LOCK = 0x6F637271_5375626D  # "ocrq" "Subm"
+
 
 class Base(DeclarativeBase):
     pass
+
+
+class Meta(Base):
+    """Facts about the database itself: its `identity`, written once when it is made."""
+
+    __tablename__ = "meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
 
 
 class Batch(Base):
@@ -58,7 +73,7 @@ class Batch(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     created_at: Mapped[float] = mapped_column(Float)
-    roots: Mapped[list] = mapped_column(JSON)
+    roots: Mapped[list] = mapped_column(JSON)  # real paths submitted (older batches: as given)
     patterns: Mapped[list] = mapped_column(JSON)
     options: Mapped[dict] = mapped_column(JSON)
 
@@ -173,6 +188,7 @@ class Store:
             ) from exc
         if self.engine.dialect.name == "sqlite":
             _sqlite_pragmas(self.engine)
+        self._identity: str | None = None
         if create:
             self.create_tables()
 
@@ -183,6 +199,29 @@ class Store:
             raise DatabaseUnavailable(
                 f"cannot reach results database {redact_url(self.url)}: {exc.orig}"
             ) from exc
+
+    @property
+    def identity(self) -> str:
+        """This database's identity: a uuid written once, the first time anyone asks
+        (databases made before it existed get theirs then). Every queue message carries
+        it, so a worker reading another database can tell the job is not its own."""
+        if self._identity is None:
+            self._identity = self._read_identity() or self._write_identity()
+        return self._identity
+
+    def _read_identity(self) -> str | None:
+        with self.read() as conn:
+            return conn.execute(select(Meta.value).where(Meta.key == "identity")).scalar()
+
+    def _write_identity(self) -> str:
+        try:
+            with self.write() as conn:
+                conn.execute(Meta.__table__.insert().values(key="identity", value=uuid.uuid4().hex))
+        except IntegrityError:
+            pass  # another process wrote it first: theirs stands
+        identity = self._read_identity()
+        assert identity is not None
+        return identity
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -205,6 +244,18 @@ class Store:
             yield conn
 
     @contextmanager
+    def submitting(self) -> Iterator[Connection]:
+        """A write transaction that one producer at a time holds: planning (which files are
+        known) and recording (the new job rows) inside it cannot interleave with another
+        producer's, so two `ocrq submit` of one folder record each file once. SQLite
+        writers are serialized already (BEGIN IMMEDIATE); PostgreSQL takes a transaction
+        advisory lock that only producers ask for (workers never wait on it)."""
+        with self.write() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SUBMIT_LOCK})
+            yield conn
+
+    @contextmanager
     def read(self) -> Iterator[Connection]:
         with self.engine.connect().execution_options(ocrq_read_only=True) as conn, conn.begin():
             yield conn
@@ -220,9 +271,16 @@ class Store:
             )
             return int(result.inserted_primary_key[0])
 
-    def add_jobs(self, batch_id: int, jobs: Sequence[NewJob], options: dict, key: str) -> list[int]:
+    def add_jobs(
+        self,
+        batch_id: int,
+        jobs: Sequence[NewJob],
+        options: dict,
+        key: str,
+        conn: Connection | None = None,
+    ) -> list[int]:
         """Insert job rows in one transaction (one multi-row INSERT ... RETURNING per
-        few hundred rows); returns their ids in input order."""
+        few hundred rows), or in `conn`'s; returns their ids in input order."""
         if not jobs:
             return []
         now = time.time()
@@ -246,17 +304,28 @@ class Store:
         statement = Job.__table__.insert().returning(
             Job.__table__.c.id, sort_by_parameter_order=True
         )
-        with self.write() as conn:
-            return [int(row[0]) for row in conn.execute(statement, rows)]
+        with self._within(conn) as tx:
+            return [int(row[0]) for row in tx.execute(statement, rows)]
 
-    def known_jobs(self, key: str, sha256s: Iterable[str]) -> dict[str, list[dict]]:
+    @contextmanager
+    def _within(self, conn: Connection | None, read: bool = False) -> Iterator[Connection]:
+        """`conn` when the caller holds a transaction, else a new one of its own."""
+        if conn is not None:
+            yield conn
+            return
+        with self.read() if read else self.write() as own:
+            yield own
+
+    def known_jobs(
+        self, key: str, sha256s: Iterable[str], conn: Connection | None = None
+    ) -> dict[str, list[dict]]:
         """Existing jobs for these contents with this model, by sha256."""
         found: dict[str, list[dict]] = {}
         shas = list(set(sha256s))
-        with self.read() as conn:
+        with self._within(conn, read=True) as tx:
             for start in range(0, len(shas), 500):
                 chunk = shas[start : start + 500]
-                rows = conn.execute(
+                rows = tx.execute(
                     select(Job.id, Job.path, Job.sha256, Job.status, Job.enqueued_at)
                     .where(Job.model_key == key, Job.sha256.in_(chunk))
                     .order_by(Job.id)
@@ -264,6 +333,35 @@ class Store:
                 for row in rows:
                     found.setdefault(row["sha256"], []).append(dict(row))
         return found
+
+    def claim_unsent(self, job_ids: Sequence[int]) -> list[int]:
+        """Mark as published those of `job_ids` that no one has published yet, and return
+        them: the ids this caller must now publish. Two producers racing over the same
+        jobs each get their own share, so no job is published twice."""
+        claimed: list[int] = []
+        now = time.time()
+        with self.write() as conn:
+            for start in range(0, len(job_ids), 500):
+                rows = conn.execute(
+                    update(Job)
+                    .where(Job.id.in_(job_ids[start : start + 500]), Job.enqueued_at.is_(None))
+                    .values(enqueued_at=now)
+                    .returning(Job.id)
+                )
+                claimed += [row[0] for row in rows]
+        wanted = set(claimed)
+        return [job_id for job_id in job_ids if job_id in wanted]
+
+    def unclaim(self, job_ids: Sequence[int]) -> None:
+        """Publishing `job_ids` failed: mark them unpublished again (a resumed submit or
+        `ocrq retry --lost` sends them)."""
+        with self.write() as conn:
+            for start in range(0, len(job_ids), 500):
+                conn.execute(
+                    update(Job)
+                    .where(Job.id.in_(job_ids[start : start + 500]))
+                    .values(enqueued_at=None)
+                )
 
     def mark_enqueued(self, job_ids: Sequence[int]) -> None:
         now = time.time()
@@ -314,7 +412,15 @@ class Store:
         `UnknownJob` when there is no such job here: the message came from a producer
         recording jobs in another database."""
         with self.write() as conn:
-            row = conn.execute(select(Job.__table__).where(Job.id == job_id)).mappings().first()
+            row = (
+                conn.execute(
+                    select(Job.__table__, Batch.roots.label("batch_roots"))
+                    .join(Batch, Batch.id == Job.batch_id)
+                    .where(Job.id == job_id)
+                )
+                .mappings()
+                .first()
+            )
             if row is None:
                 raise UnknownJob(
                     f"job {job_id} is not in this worker's results database "

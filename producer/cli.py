@@ -5,6 +5,7 @@ bench/ package) come in through the `ocrq.commands` entry point group."""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import replace
@@ -18,14 +19,17 @@ from models.cli import models_group
 from ocrq.config import Settings, redact_url
 from ocrq.errors import OcrqError, UsageError
 from ocrq.queue import (
+    REFUSED,
+    RESENT,
     Enqueuer,
     is_redis,
     queue_depths,
     queue_name,
+    recovery_counts,
     requeue_lost,
     stranded_jobs,
 )
-from ocrq.storage import DUPLICATE, Store, options_key
+from ocrq.storage import DUPLICATE, Store
 from ocrq.threads import allowed_cores
 from producer.collect import Collected, WalkRequest, collect, report_unreadable
 from producer.export import FORMATS, ExportOptions, write_export
@@ -37,7 +41,7 @@ from producer.options import (
     pass_settings,
     walk_options,
 )
-from producer.submit import Plan, plan_jobs, record_jobs
+from producer.submit import Plan, plan_and_record
 
 
 class OcrqGroup(click.Group):
@@ -86,13 +90,16 @@ def submit(walk: WalkRequest, settings: Settings, chunk: int) -> None:
     plan, batch_id, to_send = _plan_and_record(store, settings, found, walk)
     with click.progressbar(length=len(to_send), label="enqueue", file=sys.stderr) as bar:
         started = time.perf_counter()
-        enqueuer.send(to_send, store, progress=bar.update)
+        sent = enqueuer.send(to_send, store, progress=bar.update)
         seconds = time.perf_counter() - started
-    rate = len(to_send) / seconds if seconds > 0 else 0.0
+    rate = len(sent) / seconds if seconds > 0 else 0.0
+    resumed = len(set(plan.resend) & set(sent))
+    # recorded here or earlier, but published meanwhile by another producer
+    elsewhere = len(to_send) - len(sent)
     click.echo(
-        f"batch {batch_id}: {len(found.files)} files, {len(to_send)} queued "
-        f"({len(plan.resend)} resumed), {_dup_count(plan)} duplicates, "
-        f"{plan.done_already} already done, {plan.in_flight} still queued, "
+        f"batch {batch_id}: {len(found.files)} files, {len(sent)} queued "
+        f"({resumed} resumed), {_dup_count(plan)} duplicates, "
+        f"{plan.done_already} already done, {plan.in_flight + elsewhere} still queued, "
         f"{plan.failed_earlier} failed earlier, {len(found.unreadable)} unreadable; "
         f"enqueued at {rate:,.0f} jobs/s to {redact_url(enqueuer.broker_url)} "
         f"queue {enqueuer.queue}"
@@ -108,11 +115,9 @@ def _plan_and_record(
     store: Store, settings: Settings, found: Collected, walk: WalkRequest
 ) -> tuple[Plan, int, list[int]]:
     options = settings.engine
-    plan = plan_jobs(store, found.files, options_key(options), walk.force)
-    batch_id = store.create_batch(
-        [str(p) for p in walk.paths], list(walk.patterns or found.patterns), options.as_dict()
-    )
-    to_send = record_jobs(store, batch_id, plan, options)
+    roots = [os.path.realpath(p) for p in walk.paths]  # what workers may read by default
+    batch_id = store.create_batch(roots, list(walk.patterns or found.patterns), options.as_dict())
+    plan, to_send = plan_and_record(store, batch_id, found.files, options, walk.force)
     return plan, batch_id, to_send
 
 
@@ -144,7 +149,7 @@ def run(
     store = Store(settings.db_url)
     found = collect(walk)
     plan, batch_id, to_send = _plan_and_record(store, settings, found, walk)
-    store.mark_enqueued(to_send)
+    to_send = store.claim_unsent(to_send)  # another `ocrq run` racing runs the rest
     store.dispose()
     workers = workers or settings.worker.concurrency or len(allowed_cores())
     pool = LocalPool(settings, workers=workers)
@@ -182,6 +187,7 @@ def status(settings: Settings, batch_id: int | None, watch: bool) -> None:
         click.echo(f"{scope}: {total} jobs  {line}{_depths_note(settings.broker_url, depths)}")
         if depths is not None and counts["queued"] + counts["running"]:
             _warn_stranded(store, settings.broker_url, batch_id)
+        _say_recovery(recovery_counts(settings.broker_url, store.identity))
         if not watch or (counts["queued"] + counts["running"]) == 0:
             return
         time.sleep(2)
@@ -194,6 +200,16 @@ def _depths_note(broker_url: str, depths: dict[str, int] | None) -> str:
         return "  | broker: unreachable" if is_redis(broker_url) else ""
     shown = " ".join(f"{name} {n}" for name, n in depths.items())
     return f"  | broker: {shown or 'queues empty'}"
+
+
+def _say_recovery(counts: dict[str, int] | None) -> None:
+    """What the queue repaired for this database, so a clean run can be told from one
+    that was mended: messages other databases' workers handed back, lost ones re-sent."""
+    if counts and any(counts.values()):
+        click.echo(
+            f"  recovery: {counts[REFUSED]} messages handed back by workers of another "
+            f"results database, {counts[RESENT]} lost messages re-sent"
+        )
 
 
 def _warn_stranded(store: Store, broker_url: str, batch_id: int | None) -> None:

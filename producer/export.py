@@ -7,8 +7,10 @@ bytes, same model) is exported with the original's text.
 
 from __future__ import annotations
 
+import base64
 import csv
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
@@ -23,6 +25,7 @@ LEVELS = ("page", "region")
 PAGE_FIELDS = [
     "job_id",
     "path",
+    "path_bytes",
     "sha256",
     "status",
     "error",
@@ -39,6 +42,7 @@ PAGE_FIELDS = [
 REGION_FIELDS = [
     "job_id",
     "path",
+    "path_bytes",
     "page",
     "line",
     "idx",
@@ -65,6 +69,18 @@ def shown_path(stored: str) -> str:
     return display_path(decode_path(stored))
 
 
+def path_bytes(stored: str) -> str | None:
+    """For a name that is not UTF-8, its exact bytes (base64), since `shown_path` writes
+    the byte 0xff and a name really holding the four characters `\\xff` alike; None for
+    every other path (the `path` field is then exact)."""
+    raw = os.fsencode(decode_path(stored))
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return base64.b64encode(raw).decode("ascii")
+    return None
+
+
 def iter_records(store: Store, opts: ExportOptions) -> Iterator[dict[str, Any]]:
     buffer: list[dict] = []
     for job in store.iter_jobs(opts.batch_id, chunk=opts.chunk):
@@ -86,6 +102,7 @@ def _records(store: Store, jobs: list[dict], opts: ExportOptions) -> Iterator[di
                 yield {
                     "job_id": job["id"],
                     "path": shown_path(job["path"]),
+                    "path_bytes": path_bytes(job["path"]),
                     **{k: region[k] for k in ("page", "line", "idx", "text", "confidence")},
                     **{k: round(region[k], 1) for k in ("x0", "y0", "x1", "y1")},
                     "quad": region["quad"],
@@ -101,6 +118,7 @@ def _page_record(job: dict, regions: list[dict], opts: ExportOptions) -> dict[st
     return {
         "job_id": job["id"],
         "path": shown_path(job["path"]),
+        "path_bytes": path_bytes(job["path"]),
         "sha256": job["sha256"],
         "status": job["status"],
         "error": job["error"],

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from sqlalchemy.engine import Connection
+
 from ocrq.config import EngineOptions
 from ocrq.storage import DONE, DUPLICATE, FAILED, QUEUED, NewJob, Store, options_key
 
@@ -31,11 +33,47 @@ class Plan:
     in_flight: int = 0  # queued earlier and published: still in the broker
     failed_earlier: int = 0  # left alone; `ocrq retry --failed` re-enqueues them
 
+    def merge(self, other: Plan) -> None:
+        """Add `other`'s decisions (a later chunk of the same submit) to these."""
+        self.new_jobs += other.new_jobs
+        self.resend += other.resend
+        self.done_already += other.done_already
+        self.in_flight += other.in_flight
+        self.failed_earlier += other.failed_earlier
 
-def plan_jobs(store: Store, files: Sequence[HashedFile], key: str, force: bool) -> Plan:
+
+def plan_and_record(
+    store: Store,
+    batch_id: int,
+    files: Sequence[HashedFile],
+    options: EngineOptions,
+    force: bool,
+    chunk: int = 1000,
+) -> tuple[Plan, list[int]]:
+    """Plan and record `files`, `chunk` files per transaction that one producer at a time
+    holds (`Store.submitting`): a second `ocrq submit` of the same folder at the same time
+    finds the first one's rows and counts those files as queued already, instead of
+    recording them again. Returns the whole plan and the ids to publish."""
+    plan, to_send = Plan(), []
+    key = options_key(options)
+    for start in range(0, len(files), chunk):
+        with store.submitting() as conn:
+            part = plan_jobs(store, files[start : start + chunk], key, force, conn)
+            to_send += record_jobs(store, batch_id, part, options, conn)
+        plan.merge(part)
+    return plan, to_send
+
+
+def plan_jobs(
+    store: Store,
+    files: Sequence[HashedFile],
+    key: str,
+    force: bool,
+    conn: Connection | None = None,
+) -> Plan:
     """Decide, per file, whether it becomes a new job, a duplicate, a resend or nothing."""
     plan = Plan()
-    known = {} if force else store.known_jobs(key, (f.sha256 for f in files))
+    known = {} if force else store.known_jobs(key, (f.sha256 for f in files), conn)
     first_path_of_sha: dict[str, str] = {}
     for f in files:
         existing = known.get(f.sha256, [])
@@ -63,11 +101,17 @@ def plan_jobs(store: Store, files: Sequence[HashedFile], key: str, force: bool) 
     return plan
 
 
-def record_jobs(store: Store, batch_id: int, plan: Plan, options: EngineOptions) -> list[int]:
+def record_jobs(
+    store: Store,
+    batch_id: int,
+    plan: Plan,
+    options: EngineOptions,
+    conn: Connection | None = None,
+) -> list[int]:
     """Insert the plan's jobs; returns the ids of the ones to enqueue (new first, resends)."""
     key = options_key(options)
     originals = [j for j in plan.new_jobs if j.status == QUEUED or j.duplicate_of is not None]
-    ids = store.add_jobs(batch_id, originals, options.as_dict(), key) if originals else []
+    ids = store.add_jobs(batch_id, originals, options.as_dict(), key, conn) if originals else []
     by_sha = {j.sha256: i for j, i in zip(originals, ids, strict=True) if j.status == QUEUED}
     in_batch_dups = [
         NewJob(j.path, j.sha256, j.size, DUPLICATE, by_sha[j.sha256])
@@ -75,6 +119,6 @@ def record_jobs(store: Store, batch_id: int, plan: Plan, options: EngineOptions)
         if j.status == DUPLICATE and j.duplicate_of is None
     ]
     if in_batch_dups:
-        store.add_jobs(batch_id, in_batch_dups, options.as_dict(), key)
+        store.add_jobs(batch_id, in_batch_dups, options.as_dict(), key, conn)
     to_send = [i for j, i in zip(originals, ids, strict=True) if j.status == QUEUED]
     return to_send + plan.resend

@@ -34,10 +34,10 @@ def main(folders, pages, every, precision) -> None:
     sys.path.insert(0, str(REPO))
     import psutil
 
-    from models.page import read_pages
     from ocrq.config import EngineOptions, settings_from_env
     from ocrq.images import iter_pages
     from worker.heap import release_free_memory, trim_before_large_page
+    from worker.pipeline import read_pages
     from worker.warm import init_process
 
     proc = psutil.Process()
@@ -64,7 +64,7 @@ def main(folders, pages, every, precision) -> None:
     for n in range(1, pages + 1):
         job_pages = iter_pages(next(stream), settings.limits)
         for _ in read_pages(state.engine, job_pages, before_page):
-            pass  # each page handed over as a worker does (worker.pipeline.ocr_pages)
+            pass  # the worker's own page loop
         # As a worker does after each job.
         trims += release_free_memory(release_caches=state.engine.release_memory)
         peak = max(peak, mb())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -109,3 +110,18 @@ def test_non_utf8_paths_export_readable(sqlite_url):
     )
     (record,) = json.loads(_export(store, fmt="json"))
     assert record["path"] == "/d/caf\\xe9.png"
+    assert base64.b64decode(record["path_bytes"]) == b"/d/caf\xe9.png"
+
+
+def test_a_name_holding_backslash_x_is_told_apart_from_a_non_utf8_byte(sqlite_url):
+    from ocrq.storage import encode_path
+
+    store = Store(sqlite_url)
+    batch = store.create_batch([], [], OPTIONS)
+    names = ["/d/bad\udcff", "/d/bad\\xff"]  # the byte 0xff; the four characters \xff
+    jobs = [NewJob(encode_path(n), f"{i}" * 64, 1) for i, n in enumerate(names)]
+    store.add_jobs(batch, jobs, OPTIONS, model_key("ppocr", None, "fp32"))
+    byte, text = json.loads(_export(store, fmt="json"))
+    assert byte["path"] == text["path"] == "/d/bad\\xff"  # shown alike to a person...
+    assert base64.b64decode(byte["path_bytes"]) == b"/d/bad\xff"  # ...told apart exactly
+    assert text["path_bytes"] is None

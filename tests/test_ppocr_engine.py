@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.page import page_text, read_page
+from models.page import page_regions, read_page
 from models.ppocr.engine import load, load_detector, load_recognizer
 from models.ppocr.recognizer import RecognizerConfig
 from ocrq.config import EngineOptions
+from ocrq.results import page_text
 from ocrq.scoring import cer
 from tests.fixtures_text import SAMPLE_LINES, render_line, render_page
 
@@ -54,7 +55,7 @@ def test_detector_alone_finds_one_box_per_line():
 
 def test_read_page_in_reading_order(engine):
     pairs = read_page(engine, render_page(SAMPLE_LINES, height=36))
-    text = page_text(pairs)
+    text = page_text(page_regions(0, pairs))
     assert cer(text, "\n".join(SAMPLE_LINES)) <= 0.03, text
     assert [r.bbox[1] for r, _ in pairs] == sorted(r.bbox[1] for r, _ in pairs)
     assert all(0 < t.confidence <= 1 for _, t in pairs)
@@ -76,7 +77,9 @@ def test_a_gray_page_reads_exactly_as_its_rgb_copy(engine):
 
 
 def test_read_page_on_a_single_line_image(engine):
-    text = page_text(read_page(engine, render_line("Batch OCR with pinned workers", height=40)))
+    text = page_text(
+        page_regions(0, read_page(engine, render_line("Batch OCR with pinned workers", height=40)))
+    )
     assert cer(text, "Batch OCR with pinned workers") <= 0.04, text
 
 
@@ -113,7 +116,7 @@ def test_page_text_joins_a_line_with_spaces_and_lines_with_newlines():
         return Region(((x0, y0), (x1, y0), (x1, y1), (x0, y1)), 0.9), TextLine(text, 0.9)
 
     pairs = [pair(0, 0, 50, 20, "exam-"), pair(60, 2, 120, 22, "next"), pair(0, 40, 50, 60, "ple")]
-    assert page_text(pairs) == "exam- next\nple"
+    assert page_text(page_regions(0, pairs)) == "exam- next\nple"
 
 
 @pytest.mark.parametrize("engine_name", ["ppocr", "trocr-onnx", "trocr-mlx"])

@@ -95,9 +95,10 @@ def test_depthwise_convs_stay_fp32_when_the_recipe_says(tmp_path):
 
 @pytest.mark.slow
 def test_engine_int8_reads_rendered_page(tmp_path_factory):
-    from models.page import page_text, read_page
+    from models.page import page_regions, read_page
     from models.ppocr.engine import load
     from ocrq.config import EngineOptions
+    from ocrq.results import page_text
     from ocrq.scoring import cer
     from tests.fixtures_text import render_page
 
@@ -112,7 +113,7 @@ def test_engine_int8_reads_rendered_page(tmp_path_factory):
     # The head stayed FP32 through quantization, so it was narrowed to the Latin classes.
     assert engine.recognizer.session.get_outputs()[0].shape[-1] == len(engine.recognizer.charset)
     assert len(engine.recognizer.charset) < 1000
-    text = page_text(read_page(engine, render_page(SAMPLE_LINES, height=36)))
+    text = page_text(page_regions(0, read_page(engine, render_page(SAMPLE_LINES, height=36))))
     assert cer(text, "\n".join(SAMPLE_LINES)) <= 0.03, text
 
     # `auto`, the default, runs INT8 only where weights are 8-bit; either way it says so.

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 
 from models.onnx_session import open_session
-from models.page import page_text, read_page
+from models.page import page_regions, read_page
 from models.ppocr import pools, resources
 from models.ppocr.det_pre import DetectorConfig, preprocess
 from models.ppocr.detector import DetPredictor
 from models.ppocr.engine import PPOCRConfig, load
 from ocrq.config import EngineOptions
+from ocrq.results import page_text
 from ocrq.scoring import cer
 from tests.fixtures_text import SAMPLE_LINES, render_page
 
@@ -83,9 +84,9 @@ def test_a_large_fine_pass_runs_in_bands_and_reads_the_same_text(small_print):
     banded = load(FP32, Path("."))
     whole = load(FP32, Path("."), config=PPOCRConfig(DetectorConfig(band_above=0)))
     runs = _runs(banded.detector)
-    banded_text = page_text(read_page(banded, small_print))
+    banded_text = page_text(page_regions(0, read_page(banded, small_print)))
     whole_runs = _runs(whole.detector)
-    whole_text = page_text(read_page(whole, small_print))
+    whole_text = page_text(page_regions(0, read_page(whole, small_print)))
     probe, *fine = runs
     assert probe == (896, False)  # the probe reads the page whole, measuring its pools
     assert len(fine) == 8 and all(given for _, given in fine)

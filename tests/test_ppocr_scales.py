@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 
 from models.base import PageBuffer, Region
-from models.page import page_text, read_page
+from models.page import page_regions, read_page
 from models.ppocr.det_pre import DetectorConfig, resize_ratio, target_size
 from models.ppocr.engine import PPOCRConfig, load
 from models.ppocr.scales import SMALL_PROBE_SHARE, fine_side, text_window, with_missed
 from ocrq.config import EngineOptions
+from ocrq.results import page_text
 from ocrq.scoring import cer
 from tests.fixtures_text import SAMPLE_LINES, render_page
 
@@ -88,8 +89,8 @@ def test_large_print_is_read_at_a_smaller_scale_with_the_same_text(engines):
     sides = _sides(two_pass, image)
     assert sides[0] == 896 and len(sides) <= 2 and sides[-1] < 2000 * 0.85
     expected = "\n".join(SAMPLE_LINES[:4])
-    assert cer(page_text(read_page(two_pass, image)), expected) <= 0.02
-    assert cer(page_text(read_page(single, image)), expected) <= 0.02
+    assert cer(page_text(page_regions(0, read_page(two_pass, image))), expected) <= 0.02
+    assert cer(page_text(page_regions(0, read_page(single, image))), expected) <= 0.02
 
 
 def test_small_print_keeps_the_full_scale(engines):
@@ -114,7 +115,10 @@ def test_a_small_page_of_large_print_is_never_read_upscaled(engines):
     full = max(target_size(480, 680, two_pass.detector.config))
     sides = _sides(two_pass, image)
     assert sides[0] == round(full * SMALL_PROBE_SHARE) and max(sides) <= 680
-    assert cer(page_text(read_page(two_pass, image)), "\n".join(SAMPLE_LINES[:4])) <= 0.02
+    assert (
+        cer(page_text(page_regions(0, read_page(two_pass, image))), "\n".join(SAMPLE_LINES[:4]))
+        <= 0.02
+    )
 
 
 def test_a_mid_sized_page_of_large_print_gets_a_fine_pass_at_its_text_height(engines):
@@ -122,7 +126,10 @@ def test_a_mid_sized_page_of_large_print_gets_a_fine_pass_at_its_text_height(eng
     image = _page(56, (800, 1024))  # too small for the 896-px probe: once, one 1024-px pass
     sides = _sides(two_pass, image)
     assert len(sides) == 2 and sides[0] == 512 and 512 * 1.2 < sides[1] < 1024 * 0.85
-    assert cer(page_text(read_page(two_pass, image)), "\n".join(SAMPLE_LINES[:4])) <= 0.02
+    assert (
+        cer(page_text(page_regions(0, read_page(two_pass, image))), "\n".join(SAMPLE_LINES[:4]))
+        <= 0.02
+    )
 
 
 def test_small_print_on_a_small_page_is_read_at_full_scale_after_the_probe(engines):
@@ -132,7 +139,10 @@ def test_small_print_on_a_small_page_is_read_at_full_scale_after_the_probe(engin
     sides = _sides(two_pass, image)
     assert sides[0] == round(full * SMALL_PROBE_SHARE) and len(sides) == 2
     assert abs(sides[1] - full) <= 32
-    assert cer(page_text(read_page(two_pass, image)), "\n".join(SAMPLE_LINES[:4])) <= 0.05
+    assert (
+        cer(page_text(page_regions(0, read_page(two_pass, image))), "\n".join(SAMPLE_LINES[:4]))
+        <= 0.05
+    )
 
 
 def test_text_window_grows_the_boxes_by_median_heights_and_skips_small_savings():
@@ -153,7 +163,7 @@ def test_fine_pass_reads_only_the_window_around_the_text(engines):
     shapes = [shape for shape, _ in passes]
     assert shapes[0] == (2600, 2000) and len(shapes) == 2
     assert shapes[1][0] * shapes[1][1] < 0.3 * 2600 * 2000, shapes
-    assert cer(page_text(pairs), "\n".join(SAMPLE_LINES[:4])) <= 0.02
+    assert cer(page_text(page_regions(0, pairs)), "\n".join(SAMPLE_LINES[:4])) <= 0.02
     for region, _ in pairs:
         x0, y0, x1, y1 = region.bbox
         assert x0 >= 200 and x1 <= 1200 and y0 >= 300 and y1 <= 1100, region.bbox
@@ -237,10 +247,10 @@ def test_a_line_the_fine_pass_loses_is_read_from_the_probe(engines, monkeypatch)
 
     monkeypatch.setattr(scales, "detect_window", losing)
     pairs = read_page(two_pass, image)
-    assert cer(page_text(pairs), "\n".join(SAMPLE_LINES[:4])) <= 0.02
+    assert cer(page_text(page_regions(0, pairs)), "\n".join(SAMPLE_LINES[:4])) <= 0.02
     off = replace(two_pass.detector.config, missed_coverage=0.0)
     monkeypatch.setattr(two_pass.detector, "config", off)
-    lost = page_text(read_page(two_pass, image))
+    lost = page_text(page_regions(0, read_page(two_pass, image)))
     assert SAMPLE_LINES[2] not in lost and cer(lost, "\n".join(SAMPLE_LINES[:4])) > 0.1
 
 

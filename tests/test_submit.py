@@ -6,6 +6,8 @@ import base64
 import json
 import os
 
+import pytest
+
 from ocrq.config import EngineOptions
 from ocrq.queue import Enqueuer, queue_name
 from ocrq.storage import DONE, DUPLICATE, QUEUED, Store, options_key
@@ -70,6 +72,7 @@ def test_force_runs_again(sqlite_url):
     assert store.counts()[DONE] == 1
 
 
+@pytest.mark.integration
 def test_enqueue_publishes_json_celery_messages(sqlite_url, redis_client):
     store = Store(sqlite_url)
     _, ids = _submit(store, _files(*[(f"/{i}.png", f"{i:x}") for i in range(250)]))
@@ -82,13 +85,11 @@ def test_enqueue_publishes_json_celery_messages(sqlite_url, redis_client):
     assert raw["content-type"] == "application/json"
     assert raw["headers"]["task"] == "ocrq.ocr_job"
     body = json.loads(base64.b64decode(raw["body"]))
-    assert body[0] == [ids[0]]  # args: the job id only
+    assert body[0] == [ids[0], store.identity]  # args: the job id and its database
     assert all(j["enqueued_at"] is not None for j in store.iter_jobs())
 
 
 def test_unreachable_broker_is_a_clear_error_without_the_password():
-    import pytest
-
     from ocrq.errors import BrokerUnavailable
 
     enqueuer = Enqueuer("redis://:hunter2@127.0.0.1:1/0", queue_name("ppocr"))

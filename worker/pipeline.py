@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from models.base import Engine, PageBuffer, Region, TextLine
-from models.order import group_lines
-from models.page import read_page
+from models.base import Engine, PageBuffer
+from models.page import page_regions, read_page
 from ocrq.config import EngineOptions, InputLimits
 from ocrq.errors import BadImage, TimeLimitInterrupt, UnknownJob
 from ocrq.images import iter_pages
@@ -48,20 +48,6 @@ class PageRead:
     regions: list[RegionResult]
     load_seconds: float
     ocr_seconds: float
-
-
-def page_regions(page_no: int, pairs: Sequence[tuple[Region, TextLine]]) -> list[RegionResult]:
-    """A page's (region, text) pairs in reading order as result rows, each with its visual
-    line (regions side by side on one line of print share it)."""
-    line_of = {
-        i: line_no
-        for line_no, members in enumerate(group_lines([r for r, _ in pairs]))
-        for i in members
-    }
-    return [
-        RegionResult(page_no, idx, region.quad, line.text, float(line.confidence), line_of[idx])
-        for idx, (region, line) in enumerate(pairs)
-    ]
 
 
 def read_pages(
@@ -111,6 +97,20 @@ def ocr_pages(
     return regions, timings, count
 
 
+BATCH_ROOTS = "the folders its batch was submitted from; OCRQ_INPUT_ROOTS widens them"
+
+
+def job_limits(limits: InputLimits, job: dict) -> InputLimits:
+    """The limits a job is read under. Without OCRQ_INPUT_ROOTS a worker reads only under
+    the folders (or files) the job's batch was submitted from, so a symlink in a
+    submitted folder cannot lead it elsewhere. Batches recorded before their roots were
+    stored resolved (relative roots) keep the old rule: any path."""
+    roots = tuple(job.get("batch_roots") or ())
+    if limits.input_roots or not roots or not all(os.path.isabs(r) for r in roots):
+        return limits
+    return replace(limits, input_roots=roots, roots_from=BATCH_ROOTS)
+
+
 def process_job(
     store: Store,
     engine: Engine,
@@ -155,7 +155,7 @@ def process_job(
         return Outcome(job_id, OUTCOME_FAILED, error=reason)
     try:
         regions, timings, page_count = ocr_pages(
-            engine, iter_pages(decode_path(job["path"]), limits), before_page
+            engine, iter_pages(decode_path(job["path"]), job_limits(limits, job)), before_page
         )
     except BadImage as exc:
         reason = str(exc)

@@ -1,15 +1,17 @@
-"""The one task: OCR a job by id. The message carries only the id (JSON); the job row
-says what to read and with which engine options."""
+"""The one task: OCR a job by id. The message carries the id and the identity of the
+results database it belongs to (JSON); the job row says what to read and with which
+engine options."""
 
 from __future__ import annotations
 
 import logging
+import time
 
-from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+from celery.exceptions import Reject, SoftTimeLimitExceeded, TimeLimitExceeded
 from sqlalchemy.exc import OperationalError
 
 from ocrq.errors import DatabaseUnavailable
-from ocrq.queue import TASK_NAME
+from ocrq.queue import REFUSED, TASK_NAME, count_recovery
 from ocrq.storage import Store
 from worker import warm
 from worker.celery import app, settings
@@ -36,9 +38,35 @@ class OcrTask(app.Task):
                 store.dispose()
 
 
+# Seconds a refused message waits before it goes back to the queue: with no worker of its
+# own database running it comes straight back, and this bounds how often.
+REFUSE_PAUSE = 1.0
+
+
+def _refuse(job_id: int, database: str, store: Store) -> None:
+    """Hand a message of another results database back to the queue (to the end of it),
+    for a worker that reads that database; counted for the producer's `ocrq status`."""
+    log.error(
+        "job %s belongs to the results database %s, not this worker's (%s, %s): handed back "
+        "for a worker of that database. Start this worker with the producer's OCRQ_DB_URL, "
+        "or give each project its own Redis database (OCRQ_BROKER_URL=redis://host:6379/N).",
+        job_id,
+        database,
+        store.identity,
+        store.where(),
+    )
+    count_recovery(settings.broker_url, database, REFUSED)
+    time.sleep(REFUSE_PAUSE)
+    raise Reject(f"job {job_id} is for results database {database}", requeue=True)
+
+
 @app.task(name=TASK_NAME, bind=True, max_retries=8, base=OcrTask)
-def ocr_job(self, job_id: int) -> dict:  # type: ignore[no-untyped-def]
+def ocr_job(self, job_id: int, database: str | None = None) -> dict:  # type: ignore[no-untyped-def]
+    """Run job `job_id` of the results database whose identity is `database` (messages
+    published before identities existed carry none and are run as before)."""
     state = warm.state()
+    if database is not None and database != state.store.identity:
+        _refuse(int(job_id), database, state.store)
     try:
         outcome = process_job(
             state.store,
