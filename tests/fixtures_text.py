@@ -5,6 +5,10 @@ Stable API used by several test modules:
     render_line(text, height=48, font="DejaVuSans.ttf") -> HxWx3 uint8 RGB
     render_page(lines, height=40, font="DejaVuSans.ttf", width=None) -> HxWx3 uint8 RGB
     render_runs([(text, small), ...]) -> (HxWx3 uint8 RGB, centre column of each char)
+and page files with their ground truth, for tests that push files through the queue:
+    write_pages(folder, count) -> {absolute path: truth}   (short pages, ~1 s of OCR)
+    write_slow_pages(folder, count, lines=40) -> {absolute path: truth}   (long pages)
+    write_slow_tiff(path, pages=6, lines=40) -> absolute path   (a long multi-page scan)
 """
 
 from __future__ import annotations
@@ -124,3 +128,49 @@ def render_spaced(
             text, x = text + " ", x + gap
             centres.append(x - gap / 2)
     return np.asarray(image)[:, : int(x) + 12].copy(), text, centres
+
+
+PAGES = [
+    ["Invoice 2024-118", "Total 1,234.50 EUR", "Paid by card"],
+    ["The quick brown fox", "jumps over the lazy dog."],
+    ["Reading order runs", "top to bottom."],
+    ["Pack my box with", "six dozen liquor jugs!"],
+]
+
+
+def write_pages(folder: Path, count: int, suffix: str = ".png") -> dict[str, str]:
+    """Rendered text pages; returns {absolute path: ground truth}."""
+    folder.mkdir(parents=True, exist_ok=True)
+    truth = {}
+    for i in range(count):
+        lines = PAGES[i % len(PAGES)] + [f"Page number {i}"]
+        path = folder / f"page_{i:03d}{suffix}"
+        Image.fromarray(render_page(lines, height=36)).save(path)
+        truth[str(path.resolve())] = "\n".join(lines)
+    return truth
+
+
+def write_slow_pages(folder: Path, count: int, lines: int = 40) -> dict[str, str]:
+    """Valid text pages with many lines: each takes the engine a second or more, long
+    enough to kill a worker mid-task or to hit a tiny time limit."""
+    folder.mkdir(parents=True, exist_ok=True)
+    truth = {}
+    words = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel")
+    for i in range(count):
+        text = [f"Line {n} of page {i}: {words[n % 8]} {words[(n + i) % 8]}" for n in range(lines)]
+        path = folder / f"slow_{i:03d}.png"
+        Image.fromarray(render_page(text, height=32)).save(path)
+        truth[str(path.resolve())] = "\n".join(text)
+    return truth
+
+
+def write_slow_tiff(path: Path, pages: int = 6, lines: int = 40) -> str:
+    """A valid multi-page TIFF of text pages: pathological only in how long it takes
+    (~1-3 s of OCR per page here), the way a 500-page scan would be."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames = [
+        Image.fromarray(render_page([f"Page {p} line {n} of a long scan" for n in range(lines)]))
+        for p in range(pages)
+    ]
+    frames[0].save(path, save_all=True, append_images=frames[1:], compression="tiff_deflate")
+    return str(path.resolve())

@@ -12,7 +12,7 @@ from bench.queue import run_queue
 from bench.report import summarize
 from tests.fixtures_text import render_page, render_runs
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 def test_queue_runner_reads_back_the_export_and_scores_it(tmp_path, monkeypatch):

@@ -7,10 +7,10 @@ import json
 import click
 import pytest
 from click.testing import CliRunner
-from queue_helpers import write_pages
 
 from ocrq.scoring import cer_counts
 from producer.cli import cli
+from tests.fixtures_text import write_pages
 
 
 def _all_commands(group: click.Group, prefix=()):
@@ -32,6 +32,7 @@ def test_expected_commands_exist():
     assert {"submit", "run", "status", "export", "retry", "models"} <= names
 
 
+@pytest.mark.integration  # the local pool
 def test_run_embedded_mode_end_to_end(tmp_path):
     truth = write_pages(tmp_path / "in", 4)
     first = tmp_path / "in" / "page_000.png"
@@ -79,6 +80,7 @@ def test_missing_input_path_is_a_usage_error(tmp_path):
     assert result.exit_code == 2
 
 
+@pytest.mark.integration
 def test_status_shows_counts_and_queue_depth(tmp_path, redis_client):
     write_pages(tmp_path / "in", 2)
     db = f"sqlite:///{tmp_path}/q.db"
@@ -90,6 +92,7 @@ def test_status_shows_counts_and_queue_depth(tmp_path, redis_client):
     assert "queued 2" in result.output and "ocrq.ppocr 2" in result.output
 
 
+@pytest.mark.integration
 def test_status_counts_queued_jobs_left_without_a_message(tmp_path, redis_client):
     """Jobs still queued whose message is gone (a worker on another database dropped
     them) are named, once they were published over 10 s ago; a fresh queue is not."""
@@ -121,6 +124,7 @@ def test_unreachable_database_exit_code(tmp_path):
     assert "cannot reach results database" in result.output and ":pw@" not in result.output
 
 
+@pytest.mark.integration
 def test_retry_lost_resends_only_vanished_messages(tmp_path, redis_client):
     write_pages(tmp_path / "in", 3)
     db = f"sqlite:///{tmp_path}/q.db"
@@ -139,6 +143,7 @@ def test_retry_needs_a_what(tmp_path):
     assert result.exit_code == 2 and "--failed" in result.output
 
 
+@pytest.mark.integration  # the local pool
 def test_run_with_a_missing_model_fails_fast_with_the_reason(tmp_path):
     write_pages(tmp_path / "in", 1)
     result = CliRunner().invoke(

@@ -13,41 +13,16 @@ import threading
 import time
 
 import pytest
-from fault_helpers import (
-    FAST_RECOVERY,
-    RedisServer,
-    Worker,
-    add_jobs,
-    audit,
-    enqueue,
-    kill9,
-    max_cer,
-    print_row,
-    running_jobs,
-    submit,
-    wait_all_final,
-    wait_for,
-    write_slow_pages,
-)
-from queue_helpers import write_pages
 
-pytestmark = pytest.mark.slow
+from tests.fault_helpers import FAST_RECOVERY, audit, kill9, max_cer, print_row, running_jobs
+from tests.fixtures_text import write_pages, write_slow_pages
+from tests.helpers import Worker, add_jobs, enqueue, submit, wait_all_final, wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 # Clean rendered text: PP-OCRv6 reads it almost perfectly. A lost or doubled line on a
 # 12-line page alone is > 8 % CER, so 5 % catches both without flaking on a digit slip.
 MAX_CER = 0.05
-
-
-@pytest.fixture
-def redis(tmp_path):
-    server = RedisServer(tmp_path, persist=True)
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def db_url(tmp_path):
-    return f"sqlite:///{tmp_path / 'results.db'}"
 
 
 def _pid_of(job: dict) -> int:
@@ -55,7 +30,8 @@ def _pid_of(job: dict) -> int:
     return int(job["worker"].split(":")[1])
 
 
-def test_kill9_worker_child_mid_task(tmp_path, redis, db_url):
+def test_kill9_worker_child_mid_task(tmp_path, durable_redis_server, sqlite_url):
+    redis, db_url = durable_redis_server, sqlite_url
     truth = write_slow_pages(tmp_path / "scans", 4, lines=12)
     ids = submit(db_url, redis.url, sorted(truth))
     worker = Worker(db_url, redis.url, tmp_path / "worker.log", concurrency=2, **FAST_RECOVERY)
@@ -79,7 +55,8 @@ def test_kill9_worker_child_mid_task(tmp_path, redis, db_url):
     assert recovery < 120, recovery
 
 
-def test_kill9_whole_worker_then_new_worker(tmp_path, redis, db_url):
+def test_kill9_whole_worker_then_new_worker(tmp_path, durable_redis_server, sqlite_url):
+    redis, db_url = durable_redis_server, sqlite_url
     truth = write_slow_pages(tmp_path / "scans", 4, lines=12)
     ids = submit(db_url, redis.url, sorted(truth))
     first = Worker(db_url, redis.url, tmp_path / "first.log", concurrency=2, **FAST_RECOVERY)
@@ -108,7 +85,8 @@ def test_kill9_whole_worker_then_new_worker(tmp_path, redis, db_url):
     assert recovery < 8 + 1 + 120, recovery
 
 
-def test_redis_killed_and_restarted_mid_run(tmp_path, redis, db_url):
+def test_redis_killed_and_restarted_mid_run(tmp_path, durable_redis_server, sqlite_url):
+    redis, db_url = durable_redis_server, sqlite_url
     truth = write_pages(tmp_path / "scans", 16)
     store, ids = add_jobs(db_url, sorted(truth))
     worker = Worker(db_url, redis.url, tmp_path / "worker.log", concurrency=2, **FAST_RECOVERY)
@@ -147,7 +125,8 @@ def test_redis_killed_and_restarted_mid_run(tmp_path, redis, db_url):
     assert "Connection to broker lost" in log or "Cannot connect to redis" in log, worker.tail()
 
 
-def test_results_db_locked_for_longer_than_busy_timeout(tmp_path, redis, db_url):
+def test_results_db_locked_for_longer_than_busy_timeout(tmp_path, durable_redis_server, sqlite_url):
+    redis, db_url = durable_redis_server, sqlite_url
     truth = write_pages(tmp_path / "scans", 6)
     ids = submit(db_url, redis.url, sorted(truth))
     worker = Worker(db_url, redis.url, tmp_path / "worker.log", concurrency=2, **FAST_RECOVERY)

@@ -5,31 +5,12 @@ seconds of OCR) against tiny limits; real celery workers, real Redis of our own.
 from __future__ import annotations
 
 import pytest
-from fault_helpers import (
-    FAST_RECOVERY,
-    RedisServer,
-    Worker,
-    audit,
-    print_row,
-    submit,
-    wait_all_final,
-    write_slow_tiff,
-)
-from queue_helpers import write_pages
 
-pytestmark = pytest.mark.slow
+from tests.fault_helpers import FAST_RECOVERY, audit, print_row
+from tests.fixtures_text import write_pages, write_slow_tiff
+from tests.helpers import QUEUE, Worker, submit, wait_all_final
 
-
-@pytest.fixture
-def redis(tmp_path):
-    server = RedisServer(tmp_path)
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def db_url(tmp_path):
-    return f"sqlite:///{tmp_path / 'results.db'}"
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 @pytest.mark.parametrize(
@@ -41,7 +22,10 @@ def db_url(tmp_path):
         ("hard", {"OCRQ_TASK_SOFT_LIMIT": "600", "OCRQ_TASK_HARD_LIMIT": "4"}),
     ],
 )
-def test_time_limit_fails_the_job_and_worker_keeps_serving(tmp_path, redis, db_url, kind, limits):
+def test_time_limit_fails_the_job_and_worker_keeps_serving(
+    tmp_path, redis_server, sqlite_url, kind, limits
+):
+    redis, db_url = redis_server, sqlite_url
     # A 12-page TIFF of 40 lines each: well over the 4 s limit even on an idle machine
     # (a 100-line page no longer was, once the recognizer got faster); the pool gives a
     # child a few seconds between TERM and KILL, and the job must still be running then.
@@ -71,7 +55,8 @@ def test_time_limit_fails_the_job_and_worker_keeps_serving(tmp_path, redis, db_u
         assert "hard limit" in slow_job["error"]
 
 
-def test_memory_guard_replaces_child_and_work_continues(tmp_path, redis, db_url):
+def test_memory_guard_replaces_child_and_work_continues(tmp_path, redis_server, sqlite_url):
+    redis, db_url = redis_server, sqlite_url
     truth = write_pages(tmp_path / "scans", 5)
     ids = submit(db_url, redis.url, sorted(truth))
     # 50 MB is far below a warm child (the engine alone is larger), so the pool retires
@@ -123,18 +108,12 @@ def test_config_keeps_hard_limit_enforceable(monkeypatch):
     assert conf["broker_transport_options"]["visibility_timeout"] == 1080
 
 
-def test_producer_messages_carry_no_time_limits(tmp_path):
+def test_producer_messages_carry_no_time_limits(tmp_path, redis_server, sqlite_url):
     """The worker's limits decide: a message stamped with the producer's would override
     them (this is how OCRQ_TASK_*_LIMIT on workers came to be ignored)."""
     import json
 
-    from fault_helpers import QUEUE, submit
-
-    redis = RedisServer(tmp_path)
-    try:
-        submit(f"sqlite:///{tmp_path / 'r.db'}", redis.url, [str(tmp_path / "x.png")])
-        with redis.client() as client:
-            (raw,) = client.lrange(QUEUE, 0, -1)
-        assert json.loads(raw)["headers"]["timelimit"] == [None, None]
-    finally:
-        redis.stop()
+    submit(sqlite_url, redis_server.url, [str(tmp_path / "x.png")])
+    with redis_server.client() as client:
+        (raw,) = client.lrange(QUEUE, 0, -1)
+    assert json.loads(raw)["headers"]["timelimit"] == [None, None]

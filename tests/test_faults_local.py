@@ -8,12 +8,13 @@ import sys
 
 import psutil
 import pytest
-from fault_helpers import audit, kill9, max_cer, print_row, running_jobs, wait_for, write_slow_pages
-from queue_helpers import REPO
 
 from ocrq.storage import Store
+from tests.fault_helpers import audit, kill9, max_cer, print_row, running_jobs
+from tests.fixtures_text import write_slow_pages
+from tests.helpers import REPO, wait_for
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 def _pool_children(pid: int) -> list[int]:
@@ -21,9 +22,9 @@ def _pool_children(pid: int) -> list[int]:
     return [k.pid for k in kids if "spawn_main" in " ".join(k.cmdline())]
 
 
-def test_embedded_run_survives_kill9_of_a_child(tmp_path):
+def test_embedded_run_survives_kill9_of_a_child(tmp_path, sqlite_url):
+    db_url = sqlite_url
     truth = write_slow_pages(tmp_path / "scans", 4, lines=12)
-    db_url = f"sqlite:///{tmp_path / 'results.db'}"
     proc = subprocess.Popen(
         [sys.executable, "-m", "producer.cli", "run", str(tmp_path / "scans"), "-p", "*.png"]
         + ["--db", db_url, "--workers", "2"],

@@ -9,14 +9,15 @@ from __future__ import annotations
 import os
 
 import pytest
-from corpus import make_corpus, restore_permissions
-from fault_helpers import RedisServer, Worker, audit, print_row, submit, wait_all_final
-from queue_helpers import write_pages
 
 from ocrq.scoring import cer
 from ocrq.storage import Store, encode_path
+from tests.corpus import make_corpus, restore_permissions
+from tests.fault_helpers import audit, job_texts, print_row
+from tests.fixtures_text import write_pages
+from tests.helpers import Worker, submit, wait_all_final
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 # Paths no job may read with the corpus as the only input root.
 ESCAPES = ("/etc/passwd", "{root}/../outside.png", "{root}/x.jpg/../../outside.png")
@@ -30,14 +31,13 @@ def corpus(tmp_path):
     restore_permissions(root)
 
 
-def test_hostile_corpus_through_the_real_queue(tmp_path, corpus):
+def test_hostile_corpus_through_the_real_queue(tmp_path, corpus, redis_server, sqlite_url):
+    redis, db_url = redis_server, sqlite_url
     root, expect = corpus
     (tmp_path / "outside.png").write_bytes((root / "text_hello.png").read_bytes())
-    db_url = f"sqlite:///{tmp_path / 'results.db'}"
     cases = {rel: os.path.join(str(root), rel) for rel in expect}
     escapes = [e.format(root=root) for e in ESCAPES]
     normal = sorted(write_pages(root / "zz_normal", 4))  # inside the root, after the corpus
-    redis = RedisServer(tmp_path)
     worker = Worker(
         db_url, redis.url, tmp_path / "worker.log", concurrency=2, OCRQ_INPUT_ROOTS=str(root)
     )
@@ -49,7 +49,6 @@ def test_hostile_corpus_through_the_real_queue(tmp_path, corpus):
         worker.check_alive()
     finally:
         worker.stop()
-        redis.stop()
     result = audit(db_url, all_ids)
     print_row(f"hostile corpus ({len(cases)} cases + {len(escapes)} escapes) + 4 pages", result)
     assert not result.lost and result.duplicated == 0, result
@@ -78,7 +77,7 @@ def test_hostile_corpus_through_the_real_queue(tmp_path, corpus):
     assert all(jobs[p]["status"] == "done" for p in normal)
 
     # the valid text images were really read
-    texts = _texts(db_url)
+    texts = job_texts(db_url)
     for rel, want in expect.items():
         if want.text:
             got = texts[encode_path(cases[rel])]
@@ -97,15 +96,5 @@ def _jobs_by_path(db_url: str) -> dict[str, dict]:
     store = Store(db_url, create=False)
     try:
         return {job["path"]: job for job in store.iter_jobs()}
-    finally:
-        store.dispose()
-
-
-def _texts(db_url: str) -> dict[str, str]:
-    store = Store(db_url, create=False)
-    try:
-        jobs = list(store.iter_jobs())
-        regions = store.regions_for([j["id"] for j in jobs])
-        return {j["path"]: " ".join(r["text"] for r in regions[j["id"]]) for j in jobs}
     finally:
         store.dispose()

@@ -12,8 +12,6 @@ import time
 
 import pytest
 from click.testing import CliRunner
-from fixtures_text import render_page
-from helpers import Worker, wait_until_finished
 from PIL import Image
 
 from ocrq.config import EngineOptions
@@ -21,6 +19,8 @@ from ocrq.queue import REFUSED, TASK_NAME, producer_app, queue_name, recovery_co
 from ocrq.scoring import cer_counts
 from ocrq.storage import NewJob, Store, options_key
 from producer.cli import cli
+from tests.fixtures_text import render_page
+from tests.helpers import Worker, wait_until_finished
 
 pytestmark = pytest.mark.integration
 

@@ -14,11 +14,11 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from helpers import REPO
 from PIL import Image
 
 from ocrq.queue import queue_name
 from ocrq.storage import Base, Store
+from tests.helpers import REPO
 
 pytestmark = pytest.mark.integration
 

@@ -9,9 +9,9 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from fixtures_text import write_pages
 
 from producer.cli import cli
+from tests.fixtures_text import write_pages
 
 pytestmark = pytest.mark.integration
 

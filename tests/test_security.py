@@ -12,28 +12,23 @@ import time
 import uuid
 
 import pytest
-from fault_helpers import (
+
+from ocrq.queue import TASK_NAME
+from ocrq.storage import Store
+from tests.fault_helpers import audit
+from tests.fixtures_text import write_pages
+from tests.helpers import (
     QUEUE,
     RedisServer,
     Worker,
     add_jobs,
-    audit,
     ocrq_cli,
     submit,
     wait_all_final,
     wait_for,
 )
-from queue_helpers import write_pages
 
-from ocrq.queue import TASK_NAME
-from ocrq.storage import Store
-
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def db_url(tmp_path):
-    return f"sqlite:///{tmp_path / 'results.db'}"
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 class _Payload:
@@ -65,7 +60,8 @@ def _pickled_task_message(marker: str) -> tuple[bytes, dict]:
     return pickle.dumps(body), headers
 
 
-def test_pickled_message_is_refused_not_executed(tmp_path, db_url):
+def test_pickled_message_is_refused_not_executed(tmp_path, redis_server, sqlite_url):
+    redis, db_url = redis_server, sqlite_url
     marker = str(tmp_path / "pwned")
     raw, headers = _pickled_task_message(marker)
     # positive control: this body really does run code when unpickled
@@ -73,43 +69,39 @@ def test_pickled_message_is_refused_not_executed(tmp_path, db_url):
     pickle.loads(pickle.dumps(((_Payload(control),), {}, {})))
     assert os.path.isdir(control)
 
-    redis = RedisServer(tmp_path)
+    # our own producer puts JSON on the wire
+    ids = submit(db_url, redis.url, sorted(write_pages(tmp_path / "scans", 2)))
+    with redis.client() as client:
+        sent = [json.loads(m) for m in client.lrange(QUEUE, 0, -1)]
+    assert sent and {m["content-type"] for m in sent} == {"application/json"}
+
+    from kombu import Connection
+
+    with Connection(redis.url) as conn:
+        conn.Producer().publish(
+            raw,  # the pickled bytes as they are, labelled as pickle
+            content_type="application/x-python-serialize",
+            content_encoding="binary",
+            exchange="",
+            routing_key=QUEUE,
+            headers=headers,
+        )
+    with redis.client() as client:
+        types = [json.loads(m)["content-type"] for m in client.lrange(QUEUE, 0, -1)]
+    assert "application/x-python-serialize" in types
+    assert not os.path.exists(marker)
+    # ...and a normal job queued behind it
+    more = submit(db_url, redis.url, sorted(write_pages(tmp_path / "more", 1)))
+    worker = Worker(db_url, redis.url, tmp_path / "worker.log", concurrency=1)
     try:
-        # our own producer puts JSON on the wire
-        ids = submit(db_url, redis.url, sorted(write_pages(tmp_path / "scans", 2)))
-        with redis.client() as client:
-            sent = [json.loads(m) for m in client.lrange(QUEUE, 0, -1)]
-        assert sent and {m["content-type"] for m in sent} == {"application/json"}
-
-        from kombu import Connection
-
-        with Connection(redis.url) as conn:
-            conn.Producer().publish(
-                raw,  # the pickled bytes as they are, labelled as pickle
-                content_type="application/x-python-serialize",
-                content_encoding="binary",
-                exchange="",
-                routing_key=QUEUE,
-                headers=headers,
-            )
-        with redis.client() as client:
-            types = [json.loads(m)["content-type"] for m in client.lrange(QUEUE, 0, -1)]
-        assert "application/x-python-serialize" in types
-        assert not os.path.exists(marker)
-        # ...and a normal job queued behind it
-        more = submit(db_url, redis.url, sorted(write_pages(tmp_path / "more", 1)))
-        worker = Worker(db_url, redis.url, tmp_path / "worker.log", concurrency=1)
-        try:
-            wait_all_final(db_url, ids + more, timeout=120, workers=[worker], broker=redis)
-            wait_for(lambda: "untrusted content" in worker.text(), 30, "the refusal in the log")
-            worker.check_alive()
-        finally:
-            worker.stop()
-        assert not os.path.exists(marker)  # never unpickled, so never executed
-        assert audit(db_url, ids + more).done == 3
-        assert redis.queue_length() == 0 and redis.unacked() == 0  # dropped, not looping
+        wait_all_final(db_url, ids + more, timeout=120, workers=[worker], broker=redis)
+        wait_for(lambda: "untrusted content" in worker.text(), 30, "the refusal in the log")
+        worker.check_alive()
     finally:
-        redis.stop()
+        worker.stop()
+    assert not os.path.exists(marker)  # never unpickled, so never executed
+    assert audit(db_url, ids + more).done == 3
+    assert redis.queue_length() == 0 and redis.unacked() == 0  # dropped, not looping
 
 
 class OpenWatch:
@@ -136,7 +128,8 @@ class OpenWatch:
         os.close(self.fd)
 
 
-def test_input_roots_refuse_paths_without_opening_them(tmp_path, db_url):
+def test_input_roots_refuse_paths_without_opening_them(tmp_path, redis_server, sqlite_url):
+    redis, db_url = redis_server, sqlite_url
     root = tmp_path / "scans"
     pages = sorted(write_pages(root, 2))
     outside = tmp_path / "outside"
@@ -154,7 +147,6 @@ def test_input_roots_refuse_paths_without_opening_them(tmp_path, db_url):
         str(root / "link_to_bait.png"),
     ]
     watch = OpenWatch(bait)
-    redis = RedisServer(tmp_path)
     worker = Worker(
         db_url, redis.url, tmp_path / "worker.log", concurrency=1, OCRQ_INPUT_ROOTS=str(root)
     )
@@ -169,7 +161,6 @@ def test_input_roots_refuse_paths_without_opening_them(tmp_path, db_url):
     finally:
         watch.close()
         worker.stop()
-        redis.stop()
     store = Store(db_url, create=False)
     jobs = {j["id"]: j for j in store.iter_jobs()}
     store.dispose()
@@ -191,7 +182,8 @@ def _no_secret(*texts: str) -> None:
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=["password", "tls+password"])
-def test_password_and_tls_broker_urls_work_and_stay_secret(tmp_path, db_url, tls):
+def test_password_and_tls_broker_urls_work_and_stay_secret(tmp_path, sqlite_url, tls):
+    db_url = sqlite_url
     redis = RedisServer(tmp_path, password=SECRET, tls=tls)
     assert redis.url.startswith("rediss://" if tls else "redis://")
     folder = tmp_path / "scans"
@@ -225,7 +217,8 @@ def test_password_and_tls_broker_urls_work_and_stay_secret(tmp_path, db_url, tls
     assert audit(db_url, ids).done == 3
 
 
-def test_wrong_password_and_unreachable_db_errors_name_no_secret(tmp_path, db_url):
+def test_wrong_password_and_unreachable_db_errors_name_no_secret(tmp_path, sqlite_url):
+    db_url = sqlite_url
     redis = RedisServer(tmp_path, password="the-real-one")
     try:
         bad_broker = redis.url.replace("the-real-one", SECRET)
@@ -245,10 +238,10 @@ def test_wrong_password_and_unreachable_db_errors_name_no_secret(tmp_path, db_ur
     _no_secret(out.stdout, out.stderr)
 
 
-def test_job_rows_store_no_broker_secret(tmp_path, db_url):
+def test_job_rows_store_no_broker_secret(tmp_path, sqlite_url):
     """Belt and braces for the in-process path: rows written by add_jobs/submit hold no
     broker URL at all."""
-    store, ids = add_jobs(db_url, [str(tmp_path / "x.png")])
+    store, ids = add_jobs(sqlite_url, [str(tmp_path / "x.png")])
     job = store.get_job(ids[0])
     store.dispose()
     assert job is not None

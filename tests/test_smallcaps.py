@@ -234,12 +234,12 @@ def test_small_caps_option_is_checked_and_keyed(tmp_path):
     assert model_key("ppocr", None, "auto", "lower") == "ppocr:default:auto:small-caps-lower"
 
 
-def test_a_worker_refuses_a_job_asking_for_the_other_small_caps_setting(tmp_path):
+def test_a_worker_refuses_a_job_asking_for_the_other_small_caps_setting(tmp_path, sqlite_url):
     from ocrq.config import InputLimits
     from ocrq.storage import FAILED, NewJob, Store
     from worker.pipeline import process_job
 
-    store = Store(f"sqlite:///{tmp_path / 'results.db'}")
+    store = Store(sqlite_url)
     wanted = EngineOptions(precision="fp32", small_caps="lower")
     batch = store.create_batch([], [], wanted.as_dict())
     key = model_key("ppocr", None, "fp32", "lower")

@@ -15,30 +15,21 @@ import random
 import time
 
 import pytest
-from fault_helpers import (
-    FAST_RECOVERY,
-    QUEUE,
-    RedisServer,
-    Worker,
-    add_jobs,
-    audit,
-    enqueue,
-    print_row,
-    wait_for,
-)
 from PIL import Image
 
 from ocrq.queue import Enqueuer, requeue_lost
 from ocrq.storage import FAILED, Store
+from tests.fault_helpers import FAST_RECOVERY, audit, print_row
+from tests.helpers import QUEUE, Worker, add_jobs, enqueue, wait_for
 
-pytestmark = pytest.mark.soak
+pytestmark = [pytest.mark.soak, pytest.mark.integration]
 
 WORDS = ("amber", "basil", "cedar", "delta", "ember", "fjord", "gamma", "hazel", "indigo")
 
 
 def _tiny_images(folder, count: int) -> list[str]:
     """One short rendered line each, every file different (no dedupe)."""
-    from fixtures_text import render_line
+    from tests.fixtures_text import render_line
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -52,13 +43,12 @@ def _tiny_images(folder, count: int) -> list[str]:
     return paths
 
 
-def test_soak_random_kills(tmp_path):
+def test_soak_random_kills(tmp_path, durable_redis_server, sqlite_url):
+    redis, db_url = durable_redis_server, sqlite_url
     jobs = int(os.environ.get("OCRQ_SOAK_JOBS", "3000"))
     kill_every = float(os.environ.get("OCRQ_SOAK_KILL_EVERY", "3"))
     whole_every = int(os.environ.get("OCRQ_SOAK_WHOLE_EVERY", "6"))
     rng = random.Random(int(os.environ.get("OCRQ_SOAK_SEED", "5")))
-    db_url = f"sqlite:///{tmp_path / 'results.db'}"
-    redis = RedisServer(tmp_path, persist=True)
     paths = _tiny_images(tmp_path / "tiny", jobs)
     store, ids = add_jobs(db_url, paths)
     started = time.monotonic()
@@ -125,7 +115,6 @@ def test_soak_random_kills(tmp_path):
     finally:
         check.dispose()
         worker.stop()
-        redis.stop()
     resent_by_workers = sum(
         log.read_text(errors="replace").count("whose message was lost")
         for log in tmp_path.glob("worker*.log")

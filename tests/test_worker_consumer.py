@@ -18,6 +18,8 @@ from kombu import Queue
 
 from worker.consumer import OcrqConsumer
 
+pytestmark = pytest.mark.integration
+
 DB = 14  # a database of its own: the unacked message is flushed away after
 
 
