@@ -38,6 +38,11 @@ class TextLine:
 
     text: str
     confidence: float  # 0..1, mean per-character/token probability
+    # The words of `text` (split on spaces) where the recognizer placed them: (word, x0,
+    # x1, confidence) in the crop's columns, as cut from the page (before any resize);
+    # None where it does not say (`models.page.page_regions` then leaves the split to
+    # `ocrq.results.words_of`).
+    words: tuple[tuple[str, float, float, float], ...] | None = None
 
 
 class PageBuffer:

@@ -10,6 +10,7 @@ import numpy as np
 from models.base import Engine, PageBuffer, Region, TextLine
 from models.crops import as_rgb, crop_quad
 from models.order import group_lines, reading_order
+from models.words import page_words
 from ocrq.results import RegionResult
 
 
@@ -44,14 +45,23 @@ def read_page(engine: Engine, image: np.ndarray | PageBuffer) -> list[tuple[Regi
 
 def page_regions(page_no: int, pairs: Sequence[tuple[Region, TextLine]]) -> list[RegionResult]:
     """A page's (region, text) pairs in reading order as result rows, each with its visual
-    line (regions side by side on one line of print share it)."""
+    line (regions side by side on one line of print share it) and its word boxes in page
+    pixels where the recognizer placed the words (`TextLine.words`, `models.words`)."""
     line_of = {
         i: line_no
         for line_no, members in enumerate(group_lines([r for r, _ in pairs]))
         for i in members
     }
     return [
-        RegionResult(page_no, idx, region.quad, line.text, float(line.confidence), line_of[idx])
+        RegionResult(
+            page_no,
+            idx,
+            region.quad,
+            line.text,
+            float(line.confidence),
+            line_of[idx],
+            words=page_words(region.quad, line.words) if line.words else None,
+        )
         for idx, (region, line) in enumerate(pairs)
     ]
 

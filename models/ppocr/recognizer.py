@@ -22,6 +22,7 @@ from models.ppocr.smallcaps import (
     needs_measuring,
     recase_small_caps,
 )
+from models.words import line_spans
 
 REC_HEIGHT = 48
 WIDTH_STEP = 8  # the network's horizontal stride: one CTC step per 8 input columns
@@ -65,6 +66,10 @@ class RecognizerConfig:
     # Drop the thin spaces older print sets before ; : ! ? (models/ppocr/spacing.py),
     # measured against the line's word spaces; False writes every space read.
     thin_spaces: bool = True
+    # Word spans (`TextLine.words`) from the CTC steps, snapped to the crop's ink
+    # (models/words.py): each word's box on the page for searchable PDFs, hOCR and ALTO.
+    # False leaves them to `ocrq.results.words_of` (the line split by character count).
+    word_boxes: bool = True
     # Crops are scaled to height 48 and to this fraction of the width that would keep
     # their aspect: the network reads glyphs a little narrower than true shape at least as
     # well, and its work is proportional to width. Measured side by side on all four eval
@@ -229,28 +234,50 @@ class PPOCRRecognizer:
             paths = best_path(probs, lengths, self.allowed)
             for row, (i, (idx, steps, p)) in enumerate(zip(bucket, paths, strict=True)):
                 tokens = [self.charset[j] for j in idx]
-                text = self._measured(tokens, steps, batch[row, :, :, : widths[i]])
-                results[i] = TextLine(text, confidence(p))
+                view = batch[row, :, :, : widths[i]]
+                results[i] = self._measured(tokens, steps, p, view, crops[i].shape[1])
         return [r if r is not None else TextLine("", 0.0) for r in results]
 
-    def _measured(self, tokens: list[str], steps: np.ndarray, crop: np.ndarray) -> str:
-        """A row's text after the checks that measure its crop (thin spaces, small
-        capitals), each run only where the text read could change. Both measure the same
-        gray image (the crop's channel mean), computed at most once."""
+    def _measured(
+        self, tokens: list[str], steps: np.ndarray, probs: np.ndarray, crop: np.ndarray, width: int
+    ) -> TextLine:
+        """A row's line after the checks that measure its crop (thin spaces, small
+        capitals), each run only where the text read could change, and its word spans
+        (`crop` is the row's input, `width` the columns of the crop it was resized from).
+        All measure the same gray image (the input's channel mean), computed at most once,
+        and the spans and thin spaces the same ink columns."""
         cfg = self.config
         text = "".join(tokens)
-        gray = None
+        line_confidence = confidence(probs)
+        gray = ink = None
         if cfg.thin_spaces and spacing.needs_measuring(text):
             gray = crop.mean(axis=0)
-            tokens, steps = spacing.drop_thin_spaces(tokens, steps, gray, WIDTH_STEP)
-            text = "".join(tokens)
-        if cfg.small_caps == "off":
-            return text
-        running = lowers_words(text, cfg.small_caps)
-        if needs_measuring(text, cfg.small_caps, running):
-            gray = crop.mean(axis=0) if gray is None else gray
-            # each character placed at its token's CTC step
-            columns = np.repeat(steps * WIDTH_STEP, [len(t) for t in tokens])
-            ascent = glyph_ascents(gray, columns)
-            text = recase_small_caps(text, ascent, cfg.small_caps, running)
-        return text
+            ink = spacing.line_ink(gray)
+            drop = spacing.thin_spaces(tokens, steps, ink, WIDTH_STEP)
+            if drop:
+                keep = [k for k in range(len(tokens)) if k not in drop]
+                tokens, steps, probs = [tokens[k] for k in keep], steps[keep], probs[keep]
+                text = "".join(tokens)
+        # each character placed at its token's CTC step
+        lengths = [len(t) for t in tokens]
+        columns = np.repeat(steps * WIDTH_STEP, lengths)
+        if cfg.small_caps != "off":
+            running = lowers_words(text, cfg.small_caps)
+            if needs_measuring(text, cfg.small_caps, running):
+                gray = crop.mean(axis=0) if gray is None else gray
+                ascent = glyph_ascents(gray, columns)
+                # one for one: each character keeps its place, so the spans follow
+                text = recase_small_caps(text, ascent, cfg.small_caps, running)
+        if not cfg.word_boxes or not text.strip():
+            return TextLine(text, line_confidence)
+        if ink is None:
+            ink = spacing.line_ink(crop.mean(axis=0) if gray is None else gray)
+        spans = line_spans(
+            text,
+            columns,
+            np.repeat(probs, lengths),
+            WIDTH_STEP,
+            ink,
+            scale=width / crop.shape[-1],
+        )
+        return TextLine(text, line_confidence, spans or None)

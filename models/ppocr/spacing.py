@@ -41,14 +41,18 @@ def blank_run(ink: np.ndarray, start: int, stop: int) -> int:
     return int(np.diff(inked).max() - 1)
 
 
-def drop_thin_spaces(
-    tokens: Sequence[str], steps: np.ndarray, gray: np.ndarray, step_columns: int
-) -> tuple[list[str], np.ndarray]:
-    """`tokens` (CTC emissions at `steps`, each step `step_columns` input columns wide)
-    without the spaces before MARKS whose gap in `gray` (the line crop, H x W) is thin:
-    under THIN_RATIO of the median gap of the line's other spaces. A line with no other
-    space keeps its spaces: nothing to compare with."""
-    ink = ink_mask(gray)[INK_ROWS].any(axis=0)
+def line_ink(gray: np.ndarray) -> np.ndarray:
+    """Columns of `gray` (the line crop, H x W) with ink in its middle rows (INK_ROWS)."""
+    return ink_mask(gray)[INK_ROWS].any(axis=0)
+
+
+def thin_spaces(
+    tokens: Sequence[str], steps: np.ndarray, ink: np.ndarray, step_columns: int
+) -> set[int]:
+    """Indices of the spaces in `tokens` (CTC emissions at `steps`, each step
+    `step_columns` input columns wide) that are thin: before one of MARKS, their gap in
+    `ink` (`line_ink`) under THIN_RATIO of the median gap of the line's other spaces. A
+    line with no other space keeps its spaces: nothing to compare with."""
     gaps = {
         k: blank_run(ink, steps[k - 1] * step_columns, (steps[k + 1] + 1) * step_columns)
         for k in range(1, len(tokens) - 1)
@@ -56,8 +60,16 @@ def drop_thin_spaces(
     }
     words = [gap for k, gap in gaps.items() if tokens[k + 1] not in MARKS]
     if not words:
-        return list(tokens), steps
+        return set()
     word_gap = float(np.median(words))
-    drop = {k for k, gap in gaps.items() if tokens[k + 1] in MARKS and gap < THIN_RATIO * word_gap}
+    return {k for k, gap in gaps.items() if tokens[k + 1] in MARKS and gap < THIN_RATIO * word_gap}
+
+
+def drop_thin_spaces(
+    tokens: Sequence[str], steps: np.ndarray, gray: np.ndarray, step_columns: int
+) -> tuple[list[str], np.ndarray]:
+    """`tokens` (CTC emissions at `steps`) and their steps without the thin spaces
+    (`thin_spaces`) measured in `gray` (the line crop, H x W)."""
+    drop = thin_spaces(tokens, steps, line_ink(gray), step_columns)
     keep = [k for k in range(len(tokens)) if k not in drop]
     return [tokens[k] for k in keep], steps[keep]
