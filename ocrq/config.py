@@ -36,6 +36,9 @@ def check_precision(precision: str) -> None:
         raise ModelError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
 
 
+# What `--pdf-text` accepts (EngineOptions.pdf_text).
+PDF_TEXT_MODES = ("auto", "ocr", "keep")
+
 # What `--small-caps` / OCRQ_SMALL_CAPS accept (ppocr only; models/ppocr/smallcaps.py).
 SMALL_CAPS = ("auto", "keep", "lower")
 
@@ -71,6 +74,9 @@ class EngineOptions:
     # Landseer"), capitals in headings, bylines and author lists and for words with no
     # full-height capital ("HE MOPED.", acronyms). See models/ppocr/smallcaps.py.
     small_caps: str = "auto"
+    # A PDF page that has a text layer: "auto" keeps it on born-digital pages and OCRs
+    # scanned ones, "ocr" OCRs every page, "keep" keeps every text layer there is.
+    pdf_text: str = "auto"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

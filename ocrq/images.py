@@ -81,6 +81,16 @@ def _magic_format(data: bytes) -> str | None:
     return None
 
 
+def magic_format(data: bytes) -> str | None:
+    """The format a file's first bytes name ("JPEG", "TIFF", "PDF", ...), or None."""
+    return _magic_format(data)
+
+
+def looks_like_text(data: bytes) -> str | None:
+    """'HTML', 'XML/SVG' or 'text' when the bytes are evidently not binary, else None."""
+    return _looks_like_text(data)
+
+
 def _looks_like_text(data: bytes) -> str | None:
     """'HTML', 'XML/SVG' or 'text' when the bytes are evidently not binary, else None."""
     head = data[:4096]
@@ -377,14 +387,18 @@ def _page(im: Image.Image, i: int, fmt: str, data: bytes, limits: InputLimits) -
         raise BadImage(_decode_reason(fmt, data, exc)) from None
 
 
-def iter_decoded(data: bytes, limits: InputLimits) -> Iterator[np.ndarray]:
-    """Pages of an encoded image, one at a time (bounded memory for long TIFFs)."""
+def _check_size(data: bytes, limits: InputLimits) -> None:
     if len(data) == 0:
         raise BadImage("empty file (0 bytes)")
     if len(data) > limits.max_file_bytes:
         raise InputRejected(
             f"image is {len(data)} bytes, over the file-size limit of {limits.max_file_bytes}"
         )
+
+
+def iter_decoded(data: bytes, limits: InputLimits) -> Iterator[np.ndarray]:
+    """Pages of an encoded image, one at a time (bounded memory for long TIFFs)."""
+    _check_size(data, limits)
     with _open(data) as im:
         fmt = im.format or "image"
         count = _page_count(im, fmt, data, limits)
@@ -417,3 +431,47 @@ def load_pages(path: os.PathLike[str] | str, limits: InputLimits) -> list[np.nda
     opened, so callers need not check it themselves.
     """
     return list(iter_pages(path, limits))
+
+
+# Resolutions outside this range (dpi) are taken as no resolution at all: a 1-dpi or
+# 100,000-dpi tag is a writer's placeholder, not a scan.
+DPI_RANGE = (50.0, 4800.0)
+
+
+def _dpi(im: Image.Image) -> float | None:
+    """The image's own resolution (Pillow's `info["dpi"]`: JFIF, EXIF, pHYs, TIFF tags),
+    the mean of x and y when both are plausible, else None."""
+    try:
+        raw = im.info.get("dpi")
+        values = [float(v) for v in raw] if raw is not None else []
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    sane = [v for v in values if DPI_RANGE[0] <= v <= DPI_RANGE[1]]
+    return sum(sane) / len(sane) if sane else None
+
+
+def count_frames(path: os.PathLike[str] | str, limits: InputLimits) -> int:
+    """Pages in an image file (a multi-page TIFF's frames, 1 for any other format), from
+    its headers alone: no pixel is decoded. Raises `BadImage` as `iter_pages` would
+    (including a TIFF over `limits.max_pages`)."""
+    data = read_input(path, limits)
+    _check_size(data, limits)
+    with _open(data) as im:
+        return _page_count(im, im.format or "image", data, limits)
+
+
+def read_frame(
+    path: os.PathLike[str] | str, page_no: int, limits: InputLimits
+) -> tuple[np.ndarray, float | None]:
+    """Page `page_no` (from 0) of an image file, decoded like `iter_pages` decodes it, with
+    its resolution in dpi (None when the file gives none, or an implausible one). Only
+    that frame is decoded: Pillow walks a TIFF's directory chain to reach it."""
+    data = read_input(path, limits)
+    _check_size(data, limits)
+    with _open(data) as im:
+        fmt = im.format or "image"
+        count = _page_count(im, fmt, data, limits)
+        if not 0 <= page_no < count:
+            raise BadImage(f"no page {page_no + 1}: the {fmt} has {count} page(s)")
+        page = _page(im, page_no, fmt, data, limits)
+        return page, _dpi(im)

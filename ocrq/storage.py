@@ -28,16 +28,18 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    case,
     create_engine,
     delete,
     event,
     func,
+    inspect,
     select,
     text,
     update,
 )
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 if TYPE_CHECKING:
@@ -97,7 +99,14 @@ class Job(Base):
     options: Mapped[dict] = mapped_column(JSON)  # EngineOptions actually used
     provenance: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     timings: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # seconds per stage
-    pages: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    pages: Mapped[int | None] = mapped_column(Integer, nullable=True)  # pages it read
+    # A document of many pages (a PDF, a multi-page TIFF) is one job per page: `page` is
+    # the job's page of the file (from 0), `doc_pages` how many the file has.
+    page: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    doc_pages: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # the page as read: width, height (pixels), dpi, source (image | embedded |
+    # rasterized | pdf-text), size_pt (a PDF page's size in points)
+    page_info: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[float] = mapped_column(Float)
     enqueued_at: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -122,6 +131,9 @@ class RegionRow(Base):
     y1: Mapped[float] = mapped_column(Float)
     text: Mapped[str] = mapped_column(Text)
     confidence: Mapped[float] = mapped_column(Float)
+    block: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # layout block
+    paragraph: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    words: Mapped[list | None] = mapped_column(JSON, nullable=True)  # RegionResult.words
 
 
 @dataclass(frozen=True)
@@ -131,6 +143,24 @@ class NewJob:
     size: int
     status: str = QUEUED
     duplicate_of: int | None = None
+    page: int = 0
+    doc_pages: int = 1
+
+
+# Columns added after the first release, with their SQL: `Store.create_tables` adds them
+# to databases made before (create_all makes missing tables, never missing columns).
+ADDED_COLUMNS = {
+    "jobs": {
+        "page": "INTEGER NOT NULL DEFAULT 0",
+        "doc_pages": "INTEGER NOT NULL DEFAULT 1",
+        "page_info": "JSON",
+    },
+    "regions": {
+        "block": "INTEGER NOT NULL DEFAULT 0",
+        "paragraph": "INTEGER NOT NULL DEFAULT 0",
+        "words": "JSON",
+    },
+}
 
 
 def _sqlite_pragmas(engine: Engine) -> None:
@@ -165,8 +195,10 @@ def model_key(engine: str, model: str | None, precision: str, small_caps: str = 
 
 def options_key(options: EngineOptions) -> str:
     """`model_key` of the engine options a job is recorded with: the one place that says
-    which of them make results differ."""
-    return model_key(options.engine, options.model, options.precision, options.small_caps)
+    which of them make results differ. A `pdf_text` other than the default `auto` adds
+    to it (it changes what a PDF page gives)."""
+    key = model_key(options.engine, options.model, options.precision, options.small_caps)
+    return key if options.pdf_text == "auto" else f"{key}:pdf-text-{options.pdf_text}"
 
 
 class Store:
@@ -195,10 +227,26 @@ class Store:
     def create_tables(self) -> None:
         try:
             Base.metadata.create_all(self.engine)
+            self._add_missing_columns()
         except OperationalError as exc:
             raise DatabaseUnavailable(
                 f"cannot reach results database {redact_url(self.url)}: {exc.orig}"
             ) from exc
+
+    def _add_missing_columns(self) -> None:
+        """Bring a database made by an earlier ocrq up to the current columns."""
+        found = inspect(self.engine)
+        for table, columns in ADDED_COLUMNS.items():
+            have = {c["name"] for c in found.get_columns(table)}
+            for name, ddl in columns.items():
+                if name not in have:
+                    try:
+                        with self.write() as conn:
+                            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} {ddl}"))
+                    except (OperationalError, ProgrammingError):
+                        # another process added it meanwhile: look again
+                        if name not in {c["name"] for c in inspect(self.engine).get_columns(table)}:
+                            raise
 
     @property
     def identity(self) -> str:
@@ -293,6 +341,8 @@ class Store:
                 "model_key": key,
                 "status": job.status,
                 "duplicate_of": job.duplicate_of,
+                "page": job.page,
+                "doc_pages": job.doc_pages,
                 "engine": options["engine"],
                 "model": options.get("model"),
                 "options": options,
@@ -326,7 +376,7 @@ class Store:
             for start in range(0, len(shas), 500):
                 chunk = shas[start : start + 500]
                 rows = tx.execute(
-                    select(Job.id, Job.path, Job.sha256, Job.status, Job.enqueued_at)
+                    select(Job.id, Job.path, Job.page, Job.sha256, Job.status, Job.enqueued_at)
                     .where(Job.model_key == key, Job.sha256.in_(chunk))
                     .order_by(Job.id)
                 ).mappings()
@@ -453,6 +503,7 @@ class Store:
         timings: dict[str, float],
         provenance: dict,
         options: dict,
+        page_info: dict | None = None,
     ) -> None:
         """Replace the job's regions and mark it done, in one transaction."""
         with self.write() as conn:
@@ -468,6 +519,7 @@ class Store:
                     status=DONE,
                     error=None,
                     pages=pages,
+                    page_info=page_info,
                     timings=timings,
                     provenance=provenance,
                     options=options,
@@ -496,6 +548,30 @@ class Store:
             found = dict(conn.execute(query).all())
         return {status: int(found.get(status, 0)) for status in STATUSES}
 
+    def document_counts(self, batch_id: int | None = None) -> dict[str, int]:
+        """Documents (files) by state: `open` (a page still queued or running), `done`
+        (every page read), `partial` (some pages failed), `failed` (every page failed)."""
+        finished = case((Job.status.in_((DONE, DUPLICATE)), 1), else_=0)
+        failed = case((Job.status == FAILED, 1), else_=0)
+        per_doc = select(
+            func.count().label("n"), func.sum(finished).label("ok"), func.sum(failed).label("bad")
+        ).group_by(Job.batch_id, Job.path)
+        if batch_id is not None:
+            per_doc = per_doc.where(Job.batch_id == batch_id)
+        doc = per_doc.subquery()
+        closed = doc.c.ok + doc.c.bad == doc.c.n
+        query = select(
+            func.sum(case((~closed, 1), else_=0)),
+            func.sum(case((closed & (doc.c.bad == 0), 1), else_=0)),
+            func.sum(case((closed & (doc.c.bad > 0) & (doc.c.ok > 0), 1), else_=0)),
+            func.sum(case((closed & (doc.c.ok == 0), 1), else_=0)),
+        )
+        with self.read() as conn:
+            row = conn.execute(query).one()
+        return {
+            k: int(v or 0) for k, v in zip(("open", "done", "partial", "failed"), row, strict=True)
+        }
+
     def pending_engines(self, batch_id: int | None = None) -> list[str]:
         """Engines with queued or running jobs (each has its own broker queue)."""
         with self.read() as conn:
@@ -517,6 +593,35 @@ class Store:
                 return
             yield from rows
             last = rows[-1]["id"]
+
+    def iter_documents(self, batch_id: int | None = None, chunk: int = 100) -> Iterator[list[dict]]:
+        """Documents (a file of a batch: one job per page) in the order they were recorded,
+        each as its jobs ordered by page, with its batch's `roots`; streamed `chunk`
+        documents at a time."""
+        last = 0
+        while True:
+            first = func.min(Job.id)
+            query = select(Job.batch_id, Job.path, first).group_by(Job.batch_id, Job.path)
+            if batch_id is not None:
+                query = query.where(Job.batch_id == batch_id)
+            with self.read() as conn:
+                docs = conn.execute(query.having(first > last).order_by(first).limit(chunk)).all()
+                if not docs:
+                    return
+                jobs = conn.execute(
+                    select(Job.__table__, Batch.roots.label("batch_roots"))
+                    .join(Batch, Batch.id == Job.batch_id)
+                    .where(Job.path.in_({d[1] for d in docs}))
+                    .where(Job.batch_id.in_({d[0] for d in docs}))
+                    .order_by(Job.page, Job.id)
+                ).mappings()
+                by_doc: dict[tuple[int, str], list[dict]] = {(d[0], d[1]): [] for d in docs}
+                for job in jobs:
+                    pages = by_doc.get((job["batch_id"], job["path"]))
+                    if pages is not None:
+                        pages.append(dict(job))
+            yield from by_doc.values()
+            last = docs[-1][2]
 
     def regions_for(self, job_ids: Sequence[int]) -> dict[int, list[dict]]:
         if not job_ids:
@@ -548,6 +653,9 @@ def _region_row(job_id: int, region: RegionResult) -> dict:
         "y1": max(ys),
         "text": region.text,
         "confidence": float(region.confidence),
+        "block": region.block,
+        "paragraph": region.paragraph,
+        "words": [list(w) for w in region.words] if region.words else None,
     }
 
 

@@ -18,6 +18,7 @@ import click
 from models.cli import models_group
 from ocrq.config import Settings, redact_url
 from ocrq.errors import OcrqError, UsageError
+from ocrq.inputs import display_path
 from ocrq.queue import (
     REFUSED,
     RESENT,
@@ -33,6 +34,7 @@ from ocrq.storage import DUPLICATE, Store
 from ocrq.threads import allowed_cores
 from producer.collect import Collected, WalkRequest, collect, report_unreadable
 from producer.export import FORMATS, ExportOptions, write_export
+from producer.export_documents import DOCUMENT_FORMATS, export_documents
 from producer.options import (
     ENGINES,
     batch_option,
@@ -86,7 +88,7 @@ def submit(walk: WalkRequest, settings: Settings, chunk: int) -> None:
     enqueuer = Enqueuer(settings.broker_url, queue_name(settings.engine.engine), chunk=chunk)
     enqueuer.check_broker()
     store = Store(settings.db_url)
-    found = collect(walk)
+    found = collect(walk, replace(settings.limits, input_roots=()))
     plan, batch_id, to_send = _plan_and_record(store, settings, found, walk)
     with click.progressbar(length=len(to_send), label="enqueue", file=sys.stderr) as bar:
         started = time.perf_counter()
@@ -147,7 +149,7 @@ def run(
     from worker.local import LocalPool
 
     store = Store(settings.db_url)
-    found = collect(walk)
+    found = collect(walk, replace(settings.limits, input_roots=()))
     plan, batch_id, to_send = _plan_and_record(store, settings, found, walk)
     to_send = store.claim_unsent(to_send)  # another `ocrq run` racing runs the rest
     store.dispose()
@@ -185,6 +187,11 @@ def status(settings: Settings, batch_id: int | None, watch: bool) -> None:
         scope = f"batch {batch_id}" if batch_id else "all"
         depths = queue_depths(settings.broker_url)
         click.echo(f"{scope}: {total} jobs  {line}{_depths_note(settings.broker_url, depths)}")
+        docs = store.document_counts(batch_id)
+        click.echo(
+            f"  documents: {sum(docs.values())}  done {docs['done']}  partial {docs['partial']}"
+            f"  failed {docs['failed']}  open {docs['open']}  (a job is one page)"
+        )
         if depths is not None and counts["queued"] + counts["running"]:
             _warn_stranded(store, settings.broker_url, batch_id)
         _say_recovery(recovery_counts(settings.broker_url, store.identity))
@@ -239,18 +246,35 @@ def _warn_stranded(store: Store, broker_url: str, batch_id: int | None) -> None:
 def export(
     settings: Settings, export: ExportOptions, output: Path | None, batch_id: int | None
 ) -> None:
-    """Stream results from the database as CSV, a JSON array, or JSON lines."""
+    """Stream results as CSV, a JSON array or JSON lines, or one file per document
+    (searchable PDF, hOCR, ALTO, text)."""
     _export(Store(settings.db_url), output, replace(export, batch_id=batch_id))
 
 
 def _export(store: Store, output: Path | None, options: ExportOptions) -> int:
     options = replace(options, fmt=_infer_format(options.fmt, output))
+    if options.fmt in DOCUMENT_FORMATS:
+        if output is None:
+            raise UsageError(f"--format {options.fmt} writes one file per document: give -o DIR")
+        return _export_documents(store, output, options)
     out = _open_output(output)
     try:
         return write_export(store, out, options)
     finally:
         if out is not sys.stdout and output is not None and str(output) != "-":
             out.close()
+
+
+def _export_documents(store: Store, out_dir: Path, options: ExportOptions) -> int:
+    written = 0
+    for done in export_documents(
+        store, out_dir, options.fmt, options.batch_id, options.dehyphenate
+    ):
+        written += done.target is not None
+        for page, why in done.missing:
+            click.echo(f"  {display_path(done.source)}: page {page + 1} missing: {why}", err=True)
+    click.echo(f"wrote {written} {options.fmt} files to {out_dir}", err=True)
+    return written
 
 
 @cli.command()

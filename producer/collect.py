@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import os
 import sys
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
 
+from ocrq.config import InputLimits
+from ocrq.documents import count_pages
+from ocrq.errors import BadImage
 from ocrq.hashing import sha256_file
 from ocrq.inputs import display_path
 from ocrq.storage import encode_path
@@ -27,6 +32,7 @@ DEFAULT_PATTERNS = (
     "*.pbm",
     "*.pgm",
     "*.ppm",
+    "*.pdf",
 )
 
 
@@ -46,9 +52,13 @@ class Collected:
     files: list[HashedFile] = field(default_factory=list)
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     patterns: tuple[str, ...] = DEFAULT_PATTERNS
+    unmatched: Counter = field(default_factory=Counter)  # suffix -> files, when none matched
 
 
-def collect(request: WalkRequest) -> Collected:
+def collect(request: WalkRequest, limits: InputLimits | None = None) -> Collected:
+    """The files `request` names, hashed, each with its page count (a PDF or multi-page
+    TIFF becomes one job per page). A document whose pages cannot be counted (encrypted,
+    truncated, not really a PDF) stays one page: its job fails with the reason."""
     found = Collected(patterns=tuple(request.patterns) or DEFAULT_PATTERNS)
     entries = []
     walked = walk(
@@ -67,14 +77,52 @@ def collect(request: WalkRequest) -> Collected:
             except OSError as exc:
                 found.unreadable.append((display_path(entry.path), exc.strerror or str(exc)))
                 continue
+            pages = _pages(entry.path, limits or InputLimits())
             found.files.append(
-                HashedFile(encode_path(os.path.abspath(entry.path)), digest, entry.size)
+                HashedFile(encode_path(os.path.abspath(entry.path)), digest, entry.size, pages)
             )
             bar.update(max(entry.size, 0))
+    if not found.files:
+        found.unmatched = unmatched_kinds(request.paths, request.recursive)
     return found
 
 
+def _pages(path: str, limits: InputLimits) -> int:
+    try:
+        return count_pages(path, limits)
+    except BadImage:
+        return 1  # read by a worker, which fails its one job with the reason
+
+
+def unmatched_kinds(paths: Sequence[Path], recursive: bool, most: int = 10_000) -> Counter:
+    """What the folders hold that no pattern matched, by suffix (at most `most` files
+    looked at), for a submit that found nothing to read."""
+    kinds: Counter = Counter()
+    seen = 0
+    for root in paths:
+        for _folder, dirs, names in os.walk(root):
+            if not recursive:
+                dirs.clear()
+            for name in names:
+                kinds[os.path.splitext(name)[1].lower() or "(no suffix)"] += 1
+                seen += 1
+                if seen >= most:
+                    return kinds
+    return kinds
+
+
 def report_unreadable(found: Collected, limit: int = 20) -> None:
+    if not found.files:
+        held = ", ".join(f"{n} {kind}" for kind, n in found.unmatched.most_common(8))
+        click.echo(
+            f"  no file matched {', '.join(found.patterns)}"
+            + (
+                f"; the folders hold {held} (not matched: give --pattern)"
+                if held
+                else "; the folders are empty"
+            ),
+            err=True,
+        )
     for path, reason in found.unreadable[:limit]:
         click.echo(f"  skipped {path}: {reason}", err=True)
     if len(found.unreadable) > limit:

@@ -12,24 +12,24 @@ import csv
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import IO, Any
 
 from ocrq.inputs import display_path
-from ocrq.results import RegionResult, page_text
+from ocrq.results import RegionResult, page_text, words_of
 from ocrq.storage import Store, decode_path
 
 FORMATS = ("csv", "json", "jsonl")
-LEVELS = ("page", "region")
+LEVELS = ("file", "page", "region", "word")
 
 PAGE_FIELDS = [
     "job_id",
     "path",
     "path_bytes",
+    "page",
     "sha256",
     "status",
     "error",
-    "pages",
     "regions",
     "mean_confidence",
     "engine",
@@ -38,6 +38,38 @@ PAGE_FIELDS = [
     "seconds",
     "duplicate_of",
     "text",
+]
+FILE_FIELDS = [
+    "job_id",
+    "path",
+    "path_bytes",
+    "sha256",
+    "status",
+    "error",
+    "pages",
+    "pages_done",
+    "regions",
+    "mean_confidence",
+    "engine",
+    "model",
+    "precision",
+    "seconds",
+    "text",
+]
+WORD_FIELDS = [
+    "job_id",
+    "path",
+    "path_bytes",
+    "page",
+    "line",
+    "idx",
+    "word",
+    "text",
+    "confidence",
+    "x0",
+    "y0",
+    "x1",
+    "y1",
 ]
 REGION_FIELDS = [
     "job_id",
@@ -58,7 +90,7 @@ REGION_FIELDS = [
 @dataclass(frozen=True)
 class ExportOptions:
     fmt: str = "jsonl"
-    level: str = "page"  # one record per page-job, or one per region
+    level: str = "file"  # one record per file, per page, per region or per word
     batch_id: int | None = None
     dehyphenate: bool = False
     chunk: int = 200
@@ -82,6 +114,10 @@ def path_bytes(stored: str) -> str | None:
 
 
 def iter_records(store: Store, opts: ExportOptions) -> Iterator[dict[str, Any]]:
+    if opts.level == "file":
+        for jobs in store.iter_documents(opts.batch_id):
+            yield _file_record(jobs, list(_records(store, jobs, replace(opts, level="page"))))
+        return
     buffer: list[dict] = []
     for job in store.iter_jobs(opts.batch_id, chunk=opts.chunk):
         buffer.append(job)
@@ -97,7 +133,9 @@ def _records(store: Store, jobs: list[dict], opts: ExportOptions) -> Iterator[di
     regions = store.regions_for(sorted(set(source.values())))
     for job in jobs:
         found = regions.get(source[job["id"]], [])
-        if opts.level == "region":
+        if opts.level == "word":
+            yield from _word_records(job, found)
+        elif opts.level == "region":
             for region in found:
                 yield {
                     "job_id": job["id"],
@@ -111,6 +149,71 @@ def _records(store: Store, jobs: list[dict], opts: ExportOptions) -> Iterator[di
             yield _page_record(job, found, opts)
 
 
+def _word_records(job: dict, regions: list[dict]) -> Iterator[dict[str, Any]]:
+    for region in regions:
+        result = RegionResult.from_row(region)
+        for number, word in enumerate(words_of(result)):
+            yield {
+                "job_id": job["id"],
+                "path": shown_path(job["path"]),
+                "path_bytes": path_bytes(job["path"]),
+                "page": result.page,
+                "line": result.line,
+                "idx": result.idx,
+                "word": number,
+                "text": word.text,
+                "confidence": round(word.confidence, 4),
+                **dict(zip(("x0", "y0", "x1", "y1"), (round(v, 1) for v in word.box), strict=True)),
+            }
+
+
+def _file_record(jobs: list[dict], pages: list[dict[str, Any]]) -> dict[str, Any]:
+    """One record per file: its pages' records joined (text with a blank line between
+    pages), with the status of the whole (done, partial or failed) and each failed page's
+    reason."""
+    first = pages[0]
+    finished = [p for p in pages if p["status"] in ("done", "duplicate")]
+    statuses = {p["status"] for p in pages}
+    if len(statuses) == 1:  # every page alike (a one-page file: its page's status)
+        status = statuses.pop()
+    elif statuses & {"queued", "running"}:
+        status = "queued"
+    else:
+        status = "done" if len(finished) == len(pages) else "partial" if finished else "failed"
+    confidences = [p["mean_confidence"] for p in finished if p["mean_confidence"] is not None]
+    seconds = [p["seconds"] for p in pages if p["seconds"] is not None]
+    errors = {p["page"]: p["error"] for p in pages if p["error"]}
+    return {
+        "job_id": first["job_id"],  # its first page's job
+        "path": first["path"],
+        "path_bytes": first["path_bytes"],
+        "sha256": first["sha256"],
+        "status": status,
+        "error": "; ".join(f"page {n + 1}: {e}" for n, e in errors.items())
+        if len(pages) > 1
+        else first["error"],
+        "duplicate_of": first["duplicate_of"],
+        # a document's page count; results recorded before one job per page read a
+        # multi-page file in one job, which counted its pages in `pages`
+        "pages": max(max(j["doc_pages"] for j in jobs), sum(j["pages"] or 0 for j in jobs)),
+        "pages_done": len(finished),
+        "errors": errors or None,
+        "regions": sum(p["regions"] for p in pages),
+        "mean_confidence": round(sum(confidences) / len(confidences), 4) if confidences else None,
+        "engine": first["engine"],
+        "model": first["model"],
+        "precision": first["precision"],
+        "seconds": round(sum(seconds), 4) if seconds else None,
+        "text": "\n\n".join(p["text"] for p in finished if p["text"]),
+        "jobs": [p["job_id"] for p in pages],
+        "worker": first["worker"],
+        "attempts": max(p["attempts"] for p in pages),
+        "options": first["options"],
+        "provenance": first["provenance"],
+        "boxes": [box for p in finished for box in p["boxes"]],
+    }
+
+
 def _page_record(job: dict, regions: list[dict], opts: ExportOptions) -> dict[str, Any]:
     confidences = [r["confidence"] for r in regions]
     options = job.get("options") or {}
@@ -119,10 +222,10 @@ def _page_record(job: dict, regions: list[dict], opts: ExportOptions) -> dict[st
         "job_id": job["id"],
         "path": shown_path(job["path"]),
         "path_bytes": path_bytes(job["path"]),
+        "page": job["page"],
         "sha256": job["sha256"],
         "status": job["status"],
         "error": job["error"],
-        "pages": job["pages"],
         "regions": len(regions),
         "mean_confidence": round(sum(confidences) / len(confidences), 4) if confidences else None,
         "engine": job["engine"],
@@ -142,11 +245,19 @@ def _page_record(job: dict, regions: list[dict], opts: ExportOptions) -> dict[st
     }
 
 
+CSV_FIELDS = {
+    "file": FILE_FIELDS,
+    "page": PAGE_FIELDS,
+    "region": REGION_FIELDS,
+    "word": WORD_FIELDS,
+}
+
+
 def write_export(store: Store, out: IO[str], opts: ExportOptions) -> int:
     """Write every record to `out` in the chosen format; returns the record count."""
     records = iter_records(store, opts)
     if opts.fmt == "csv":
-        return _write_csv(records, out, REGION_FIELDS if opts.level == "region" else PAGE_FIELDS)
+        return _write_csv(records, out, CSV_FIELDS[opts.level])
     if opts.fmt == "json":
         return _write_json_array(records, out)
     count = 0

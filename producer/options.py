@@ -18,9 +18,10 @@ from typing import Any
 
 import click
 
-from ocrq.config import PRECISIONS, SMALL_CAPS, Settings, settings_from_env
+from ocrq.config import PDF_TEXT_MODES, PRECISIONS, SMALL_CAPS, Settings, settings_from_env
 from producer.collect import WalkRequest
 from producer.export import FORMATS, LEVELS, ExportOptions
+from producer.export_documents import DOCUMENT_FORMATS
 
 ENGINES = ("ppocr", "trocr-onnx", "trocr-mlx")
 
@@ -82,6 +83,14 @@ def engine_options(func: Callable) -> Callable:
                 "lower them ('The Palace of the King', as books are transcribed), or auto: "
                 "lowered in running text, capitals in headings, bylines and acronyms.",
             ),
+            click.option(
+                "--pdf-text",
+                default=None,
+                type=click.Choice(PDF_TEXT_MODES),
+                help="PDF pages with a text layer [default: auto]: auto keeps the text of "
+                "born-digital pages and OCRs scanned ones, ocr OCRs every page, keep keeps "
+                "every text layer there is.",
+            ),
         ],
     )
 
@@ -92,18 +101,19 @@ def settings_with(
     model: str | None = None,
     precision: str | None = None,
     small_caps: str | None = None,
+    pdf_text: str | None = None,
 ) -> Settings:
     """The environment's settings with the options given on the command line over them."""
     base = settings_from_env()
     options = base.engine.with_(
-        engine=engine, model=model, precision=precision, small_caps=small_caps
+        engine=engine, model=model, precision=precision, small_caps=small_caps, pdf_text=pdf_text
     )
     return base.with_(db_url=db_url, engine=options)
 
 
 def pass_settings(func: Callable) -> Callable:
     """`--db` and the engine options, handed to the command as `settings`."""
-    keys = ("db_url", "engine", "model", "precision", "small_caps")
+    keys = ("db_url", "engine", "model", "precision", "small_caps", "pdf_text")
     handed = _handing("settings", lambda given: settings_with(**given), keys)(func)
     return db_option(engine_options(handed))
 
@@ -159,17 +169,19 @@ def format_options(func: Callable) -> Callable:
             click.option(
                 "--format",
                 "fmt",
-                type=click.Choice(FORMATS),
+                type=click.Choice((*FORMATS, *DOCUMENT_FORMATS)),
                 default=None,
-                help="Output format (default: from the -o file's extension, else jsonl).",
+                help="Output format (default: from the -o file's extension, else jsonl). "
+                "pdf (searchable), hocr, alto and txt write one file per document into "
+                "the -o folder.",
             ),
             click.option(
                 "--per",
                 "level",
                 type=click.Choice(LEVELS),
-                default="page",
+                default="file",
                 show_default=True,
-                help="One record per page (file) or per text region.",
+                help="csv/json/jsonl: one record per file, per page, per text region or per word.",
             ),
             click.option(
                 "--dehyphenate/--keep-hyphens",

@@ -10,7 +10,7 @@ whose message was never published (an interrupted submit) is published now.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy.engine import Connection
 
@@ -23,6 +23,7 @@ class HashedFile:
     path: str
     sha256: str
     size: int
+    pages: int = 1  # a PDF's or multi-page TIFF's page count: one job per page
 
 
 @dataclass
@@ -71,34 +72,48 @@ def plan_jobs(
     force: bool,
     conn: Connection | None = None,
 ) -> Plan:
-    """Decide, per file, whether it becomes a new job, a duplicate, a resend or nothing."""
+    """Decide, per page of each file, whether it becomes a new job, a duplicate, a resend
+    or nothing: dedupe and resume work per page, so an interrupted 300-page document
+    re-runs only the pages not done."""
     plan = Plan()
     known = {} if force else store.known_jobs(key, (f.sha256 for f in files), conn)
-    first_path_of_sha: dict[str, str] = {}
+    first_path: dict[tuple[str, int], str] = {}  # (sha256, page) -> first path this batch
     for f in files:
-        existing = known.get(f.sha256, [])
-        same_path = [j for j in existing if j["path"] == f.path]
-        if same_path:
-            job = same_path[-1]
-            if job["status"] in (DONE, DUPLICATE):
-                plan.done_already += 1
-            elif job["status"] == FAILED:
-                plan.failed_earlier += 1
-            elif job["status"] == QUEUED and job["enqueued_at"] is None:
-                plan.resend.append(job["id"])
-            else:
-                plan.in_flight += 1
-            continue
-        original = next((j for j in existing if j["status"] in (DONE, QUEUED, "running")), None)
-        if original is not None:
-            plan.new_jobs.append(NewJob(f.path, f.sha256, f.size, DUPLICATE, original["id"]))
-        elif f.sha256 in first_path_of_sha:
-            # duplicate of a job created in this very batch: linked after insert
-            plan.new_jobs.append(NewJob(f.path, f.sha256, f.size, DUPLICATE, None))
-        else:
-            first_path_of_sha[f.sha256] = f.path
-            plan.new_jobs.append(NewJob(f.path, f.sha256, f.size))
+        for page in range(f.pages):
+            existing = [j for j in known.get(f.sha256, []) if j["page"] == page]
+            plan_page(plan, f, page, existing, first_path)
     return plan
+
+
+def plan_page(
+    plan: Plan,
+    f: HashedFile,
+    page: int,
+    existing: list[dict],
+    first_path: dict[tuple[str, int], str],
+) -> None:
+    same_path = [j for j in existing if j["path"] == f.path]
+    if same_path:
+        job = same_path[-1]
+        if job["status"] in (DONE, DUPLICATE):
+            plan.done_already += 1
+        elif job["status"] == FAILED:
+            plan.failed_earlier += 1
+        elif job["status"] == QUEUED and job["enqueued_at"] is None:
+            plan.resend.append(job["id"])
+        else:
+            plan.in_flight += 1
+        return
+    new = NewJob(f.path, f.sha256, f.size, page=page, doc_pages=f.pages)
+    original = next((j for j in existing if j["status"] in (DONE, QUEUED, "running")), None)
+    if original is not None:
+        plan.new_jobs.append(replace(new, status=DUPLICATE, duplicate_of=original["id"]))
+    elif (f.sha256, page) in first_path:
+        # duplicate of a job created in this very batch: linked after insert
+        plan.new_jobs.append(replace(new, status=DUPLICATE))
+    else:
+        first_path[(f.sha256, page)] = f.path
+        plan.new_jobs.append(new)
 
 
 def record_jobs(
@@ -112,9 +127,11 @@ def record_jobs(
     key = options_key(options)
     originals = [j for j in plan.new_jobs if j.status == QUEUED or j.duplicate_of is not None]
     ids = store.add_jobs(batch_id, originals, options.as_dict(), key, conn) if originals else []
-    by_sha = {j.sha256: i for j, i in zip(originals, ids, strict=True) if j.status == QUEUED}
+    first = {
+        (j.sha256, j.page): i for j, i in zip(originals, ids, strict=True) if j.status == QUEUED
+    }
     in_batch_dups = [
-        NewJob(j.path, j.sha256, j.size, DUPLICATE, by_sha[j.sha256])
+        replace(j, duplicate_of=first[(j.sha256, j.page)])
         for j in plan.new_jobs
         if j.status == DUPLICATE and j.duplicate_of is None
     ]

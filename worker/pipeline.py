@@ -12,7 +12,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -20,8 +20,9 @@ import numpy as np
 from models.base import Engine, PageBuffer
 from models.page import page_regions, read_page
 from ocrq.config import EngineOptions, InputLimits
+from ocrq.documents import PDF_TEXT, PageSource, TextLayerLine
+from ocrq.documents import read_page as read_document_page
 from ocrq.errors import BadImage, TimeLimitInterrupt, UnknownJob
-from ocrq.images import iter_pages
 from ocrq.results import RegionResult
 from ocrq.storage import Store, decode_path
 
@@ -97,6 +98,60 @@ def ocr_pages(
     return regions, timings, count
 
 
+def read_job_page(
+    engine: Engine,
+    job: dict,
+    limits: InputLimits,
+    pdf_text: str,
+    before_page: Callable[[int], object] | None = None,
+) -> tuple[list[RegionResult], dict[str, float], dict]:
+    """A job's one page of its file: its regions (OCR, or a born-digital PDF page's own
+    text layer), seconds spent, and the page as read (`page_info`). The page's pixels are
+    handed to the page loop with no other reference kept."""
+    started = time.perf_counter()
+    page_no = int(job.get("page") or 0)
+    source = read_document_page(decode_path(job["path"]), page_no, limits, pdf_text)
+    info = page_info(source)
+    if source.pixels is None:
+        regions = text_layer_regions(page_no, source.text_lines)
+        return regions, {"load": time.perf_counter() - started, "ocr": 0.0}, info
+    holder = [source.pixels]
+    del source
+    regions, timings, _ = ocr_pages(engine, _drain(holder), before_page)
+    timings["load"] += time.perf_counter() - started - timings["load"] - timings["ocr"]
+    return [replace(r, page=page_no) for r in regions], timings, info
+
+
+def _drain(holder: list[np.ndarray]) -> Iterator[np.ndarray]:
+    """Yield the arrays in `holder`, keeping no reference to them here."""
+    while holder:
+        yield holder.pop()
+
+
+def page_info(source: PageSource) -> dict:
+    """What the exporters need to place a page's text: its size in pixels, resolution,
+    where its pixels (or text) came from, and a PDF page's size in points."""
+    return {
+        "width": source.width,
+        "height": source.height,
+        "dpi": source.dpi,
+        "source": source.source,
+        "size_pt": list(source.size_pt) if source.size_pt else None,
+        "origin_pt": list(source.origin_pt),
+    }
+
+
+def text_layer_regions(page_no: int, lines: Sequence[TextLayerLine]) -> list[RegionResult]:
+    """A born-digital page's text lines as result rows, in the order the PDF gives them
+    (the layout step orders OCR'd regions; a text layer is in its author's order)."""
+    regions = []
+    for idx, line in enumerate(lines):
+        x0, y0, x1, y1 = line.box
+        quad = [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]
+        regions.append(RegionResult(page_no, idx, quad, line.text, 1.0, idx))
+    return regions
+
+
 BATCH_ROOTS = "the folders its batch was submitted from; OCRQ_INPUT_ROOTS widens them"
 
 
@@ -154,8 +209,8 @@ def process_job(
         store.fail_job(job_id, reason)
         return Outcome(job_id, OUTCOME_FAILED, error=reason)
     try:
-        regions, timings, page_count = ocr_pages(
-            engine, iter_pages(decode_path(job["path"]), job_limits(limits, job)), before_page
+        regions, timings, info = read_job_page(
+            engine, job, job_limits(limits, job), wanted.pdf_text, before_page
         )
     except BadImage as exc:
         reason = str(exc)
@@ -173,9 +228,10 @@ def process_job(
     store.finish_job(
         job_id,
         regions,
-        pages=page_count,
+        pages=1,
         timings=timings,
-        provenance=engine.provenance,
-        options=options.as_dict(),
+        provenance=engine.provenance if info["source"] != PDF_TEXT else {"source": PDF_TEXT},
+        options=replace(options, pdf_text=wanted.pdf_text).as_dict(),
+        page_info=info,
     )
-    return Outcome(job_id, OUTCOME_DONE, regions=len(regions), pages=page_count)
+    return Outcome(job_id, OUTCOME_DONE, regions=len(regions), pages=1)
