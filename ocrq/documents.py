@@ -41,16 +41,18 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 import cv2
 import numpy as np
 import pypdfium2 as pdfium
+import pypdfium2.internal as pdfium_i
 import pypdfium2.raw as pdfium_c
 
 from ocrq.config import PDF_TEXT_MODES, InputLimits
 from ocrq.errors import BadImage, InputRejected
 from ocrq.images import count_frames, gray_if_neutral, looks_like_text, magic_format, read_frame
-from ocrq.inputs import PathArg, check_input_path, read_input
+from ocrq.inputs import PathArg, check_input_path, open_input
 
 # What a page's pixels (or text) came from: `PageSource.source`.
 IMAGE, EMBEDDED, RASTERIZED, PDF_TEXT = "image", "embedded", "rasterized", "pdf-text"
@@ -161,7 +163,7 @@ def count_pages(path: PathArg, limits: InputLimits, password: str | None = None)
         return count_frames(path, limits)
     if kind == "image":
         return 1
-    with _pdf(read_input(path, limits), limits, password) as doc:
+    with open_input(path, limits) as (fh, size), _pdf(fh, size, limits, password) as doc:
         return len(doc)
 
 
@@ -194,7 +196,7 @@ def read_page(
         pixels, dpi = read_frame(path, page_no, limits)
         height, width = pixels.shape[:2]
         return PageSource(pixels, dpi or ASSUMED_DPI, width, height, None, IMAGE)
-    with _pdf(read_input(path, limits), limits, password) as doc:
+    with open_input(path, limits) as (fh, size), _pdf(fh, size, limits, password) as doc:
         if page_no >= len(doc):
             raise BadImage(f"no page {page_no + 1}: the PDF has {len(doc)} page(s)")
         return _read_pdf_page(doc, page_no, limits, pdf_text)
@@ -203,38 +205,45 @@ def read_page(
 # ------------------------------------------------------------------------------- PDF
 
 
-def _truncated(data: bytes) -> str | None:
-    """Why `data` looks cut short, or None."""
-    if b"%%EOF" not in data[-_PDF_TAIL:]:
+def _truncated(head: bytes, tail: bytes, size: int) -> str | None:
+    """Why a PDF of `size` bytes, starting with `head` and ending with `tail`, looks cut
+    short, or None."""
+    if b"%%EOF" not in tail[-_PDF_TAIL:]:
         return "truncated (no %%EOF at the end)"
-    stated = _LINEARIZED.search(data[:1024])
-    if stated is not None and int(stated.group(1)) > len(data):
-        return f"truncated ({len(data)} of the {int(stated.group(1))} bytes it says it has)"
+    stated = _LINEARIZED.search(head[:1024])
+    if stated is not None and int(stated.group(1)) > size:
+        return f"truncated ({size} of the {int(stated.group(1))} bytes it says it has)"
     return None
 
 
-def _unreadable(data: bytes, detail: str) -> BadImage:
-    return BadImage(f"not a readable PDF: {_truncated(data) or detail}")
-
-
 @contextmanager
-def _pdf(data: bytes, limits: InputLimits, password: str | None) -> Iterator[pdfium.PdfDocument]:
-    """An open PDF of at least one and at most `limits.max_pages` pages, under the lock."""
-    if not data:
+def _pdf(
+    fh: BinaryIO, size: int, limits: InputLimits, password: str | None
+) -> Iterator[pdfium.PdfDocument]:
+    """An open PDF of at least one and at most `limits.max_pages` pages, under the lock.
+    pdfium reads from `fh` what the pages asked for need (a custom document), so a job
+    reading one page of a long PDF holds that page, not the whole file."""
+    head = fh.read(1024)
+    fh.seek(max(0, size - _PDF_TAIL))
+    tail = fh.read(_PDF_TAIL)
+    fh.seek(0)
+    if not size:
         raise BadImage("empty file (0 bytes)")
-    if b"%PDF-" not in data[:1024]:
-        what = looks_like_text(data)
+    if b"%PDF-" not in head:
+        what = looks_like_text(head)
         raise BadImage(
             "not a readable PDF: no %PDF header" + (f" (looks like {what})" if what else "")
         )
-    if _truncated(data):
+    cut = _truncated(head, tail, size)
+    if cut:
         # pdfium rebuilds a cut file's cross-reference table from what is left and may
         # show fewer pages than the file had: refuse it rather than lose pages quietly
-        raise _unreadable(data, "truncated")
+        raise BadImage(f"not a readable PDF: {cut}")
     secret = None if password is None else (password + "\x00").encode("utf-8")
     with _PDFIUM_LOCK:
-        # pdfium reads `data` in place (no copy): it outlives the document, held here
-        handle = pdfium_c.FPDF_LoadMemDocument64(data, len(data), secret)
+        # `held` (the reader's buffers) and `fh`, open until this returns, outlive the document
+        reader, held = pdfium_i.get_bufreader(fh)
+        handle = pdfium_c.FPDF_LoadCustomDocument(reader, secret)
         if not handle:
             code = pdfium_c.FPDF_GetLastError()
             if code == pdfium_c.FPDF_ERR_PASSWORD:
@@ -247,7 +256,7 @@ def _pdf(data: bytes, limits: InputLimits, password: str | None) -> Iterator[pdf
                 pdfium_c.FPDF_ERR_FORMAT: "corrupt (no valid PDF structure)",
                 pdfium_c.FPDF_ERR_FILE: "cannot be read",
             }.get(code, f"corrupt (pdfium error {code})")
-            raise _unreadable(data, reason)
+            raise BadImage(f"not a readable PDF: {reason}")
         # The helper takes ownership of the handle (closes it); no forms, no JavaScript.
         doc = pdfium.PdfDocument(handle)
         try:

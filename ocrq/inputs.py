@@ -15,8 +15,11 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
+from typing import BinaryIO
 
 from ocrq.config import InputLimits
 from ocrq.errors import BadImage, InputRejected
@@ -113,12 +116,14 @@ def check_input_path(path: PathArg, limits: InputLimits) -> Path:
     return _checked(path, limits)[0]
 
 
-def read_input(path: PathArg, limits: InputLimits) -> bytes:
-    """The bytes of a checked input file.
+@contextmanager
+def open_input(path: PathArg, limits: InputLimits) -> Iterator[tuple[BinaryIO, int]]:
+    """A checked input file, open for reading, and its size: for readers that take what
+    they need of a large file (a PDF's page) instead of all of it.
 
     Opens with O_NOFOLLOW|O_NONBLOCK (a symlink or FIFO swapped in after the check can neither
     redirect nor block the read) and refuses a file that changed identity or grew past the
-    size limit between the check and the read.
+    size limit between the check and the open.
     """
     real, st = _checked(path, limits)
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
@@ -131,6 +136,14 @@ def read_input(path: PathArg, limits: InputLimits) -> bytes:
         fst = os.fstat(fh.fileno())
         if (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino) or not stat.S_ISREG(fst.st_mode):
             raise InputRejected("file changed between check and read")
+        if fst.st_size > limits.max_file_bytes:
+            raise InputRejected(f"file grew past the file-size limit of {limits.max_file_bytes}")
+        yield fh, fst.st_size
+
+
+def read_input(path: PathArg, limits: InputLimits) -> bytes:
+    """The bytes of a checked input file (`open_input`), all of them."""
+    with open_input(path, limits) as (fh, _size):
         try:
             data = fh.read(limits.max_file_bytes + 1)
         except OSError as exc:
