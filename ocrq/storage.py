@@ -405,22 +405,18 @@ class Store:
     def unclaim(self, job_ids: Sequence[int]) -> None:
         """Publishing `job_ids` failed: mark them unpublished again (a resumed submit or
         `ocrq retry --lost` sends them)."""
-        with self.write() as conn:
-            for start in range(0, len(job_ids), 500):
-                conn.execute(
-                    update(Job)
-                    .where(Job.id.in_(job_ids[start : start + 500]))
-                    .values(enqueued_at=None)
-                )
+        self._set_enqueued(job_ids, None)
 
     def mark_enqueued(self, job_ids: Sequence[int]) -> None:
-        now = time.time()
+        self._set_enqueued(job_ids, time.time())
+
+    def _set_enqueued(self, job_ids: Sequence[int], when: float | None) -> None:
         with self.write() as conn:
             for start in range(0, len(job_ids), 500):
                 conn.execute(
                     update(Job)
                     .where(Job.id.in_(job_ids[start : start + 500]))
-                    .values(enqueued_at=now)
+                    .values(enqueued_at=when)
                 )
 
     def requeue_failed(self, batch_id: int | None = None, engine: str | None = None) -> list[int]:
