@@ -22,7 +22,7 @@ from pathlib import Path
 from bench.pool import ItemResult, PoolResult
 from ocrq.threads import THREAD_VARS
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 # Runs a command and writes the peak RSS (KiB) of its whole process tree to argv[1].
 _RUSAGE_WRAPPER = (
