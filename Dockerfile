@@ -8,8 +8,9 @@ COPY ocrq ./ocrq
 COPY producer ./producer
 COPY worker ./worker
 COPY models ./models
+COPY server ./server
 COPY samples ./samples
 # The worker needs no torch: export/verify tooling is the optional [export] extra.
-RUN pip install ".[postgres]" && useradd --create-home ocrq
+RUN pip install ".[postgres,serve]" && useradd --create-home ocrq
 USER ocrq
 CMD ["celery", "-A", "worker", "worker", "--loglevel", "INFO"]

@@ -11,7 +11,7 @@ OPTIMUM_VENV ?= $(HOME)/.cache/ocrq/optimum-venv
 # machines) keeps pip from pulling a multi-GB CUDA build through transformers.
 install:
 	$(PIP) install -q "torch==2.13.0"
-	$(PIP) install -q -e ".[dev,export,mlx,bench,ocrmypdf]"
+	$(PIP) install -q -e ".[dev,export,mlx,bench,ocrmypdf,serve]"
 
 demo:
 	$(PIP) install -q -e .

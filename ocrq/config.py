@@ -25,6 +25,11 @@ def default_models_dir() -> Path:
     return Path(base) / "ocrq" / "models"
 
 
+def default_spool_dir() -> Path:
+    """Where `ocrq serve` keeps uploads for the workers to read."""
+    return default_models_dir().parent / "uploads"
+
+
 # What `--precision` / OCRQ_PRECISION accept; `auto` is resolved by each engine at load.
 PRECISIONS = ("auto", "fp32", "int8")
 
@@ -121,6 +126,18 @@ class WorkerSettings:
 
 
 @dataclass(frozen=True)
+class ServerSettings:
+    """`ocrq serve` (server/): who may call it and how much it takes in at once."""
+
+    # every API call must carry it (Authorization: Bearer ...); None: 127.0.0.1 only
+    api_token: str | None = field(default=None, repr=False)
+    spool_dir: Path = field(default_factory=default_spool_dir)  # uploads; workers read them
+    max_upload_bytes: int = 200 * 1024 * 1024  # one request's body; more: 413
+    max_waiting: int = 16  # POST /infer requests held open at once; more: 429
+    max_backlog: int = 10_000  # pages queued or running; new work past it: 503
+
+
+@dataclass(frozen=True)
 class Settings:
     broker_url: str = DEFAULT_BROKER_URL
     db_url: str = field(default_factory=default_db_url)
@@ -128,6 +145,7 @@ class Settings:
     engine: EngineOptions = field(default_factory=EngineOptions)
     limits: InputLimits = field(default_factory=InputLimits)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
 
     def with_(self, **changes: Any) -> Settings:
         """A copy with the changes that are not None (command-line options over the
@@ -162,6 +180,18 @@ def _worker_settings(env: dict[str, str]) -> WorkerSettings:
     )
 
 
+def _server_settings(env: dict[str, str]) -> ServerSettings:
+    s = ServerSettings
+    spool = env.get("OCRQ_SPOOL_DIR")
+    return ServerSettings(
+        api_token=env.get("OCRQ_API_TOKEN") or None,
+        spool_dir=Path(spool) if spool else default_spool_dir(),
+        max_upload_bytes=_number(env, "OCRQ_MAX_UPLOAD_BYTES", int, s.max_upload_bytes),
+        max_waiting=_number(env, "OCRQ_MAX_WAITING", int, s.max_waiting),
+        max_backlog=_number(env, "OCRQ_MAX_BACKLOG", int, s.max_backlog),
+    )
+
+
 def settings_from_env(env: dict[str, str] | None = None) -> Settings:
     """Every `OCRQ_*` variable is read here, and only here."""
     env = dict(os.environ if env is None else env)
@@ -185,6 +215,7 @@ def settings_from_env(env: dict[str, str] | None = None) -> Settings:
         engine=engine,
         limits=limits,
         worker=_worker_settings(env),
+        server=_server_settings(env),
     )
 
 
