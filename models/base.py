@@ -92,6 +92,9 @@ class Engine:
     detector: Detector
     recognizer: Recognizer
     provenance: dict[str, Any] = field(default_factory=dict)
+    # the 0/180 line classifier that finds a page's orientation (`models.orientation`);
+    # None: pages are read as they come
+    classifier: Any = None
 
     def release_memory(self) -> None:
         """Free what the models keep between runs (an ONNX Runtime arena), where they

@@ -76,6 +76,8 @@ REGION_FIELDS = [
     "path",
     "path_bytes",
     "page",
+    "block",
+    "paragraph",
     "line",
     "idx",
     "text",
@@ -141,7 +143,10 @@ def _records(store: Store, jobs: list[dict], opts: ExportOptions) -> Iterator[di
                     "job_id": job["id"],
                     "path": shown_path(job["path"]),
                     "path_bytes": path_bytes(job["path"]),
-                    **{k: region[k] for k in ("page", "line", "idx", "text", "confidence")},
+                    **{
+                        k: region[k]
+                        for k in ("page", "block", "paragraph", "line", "idx", "text", "confidence")
+                    },
                     **{k: round(region[k], 1) for k in ("x0", "y0", "x1", "y1")},
                     "quad": region["quad"],
                 }
@@ -238,6 +243,7 @@ def _page_record(job: dict, regions: list[dict], opts: ExportOptions) -> dict[st
         "text": page_text(map(RegionResult.from_row, regions), join_hyphens=opts.dehyphenate),
         "options": options,
         "provenance": job.get("provenance"),
+        "page_info": job.get("page_info"),
         "timings": timings,
         "boxes": [
             {k: r[k] for k in ("page", "idx", "text", "confidence", "quad")} for r in regions

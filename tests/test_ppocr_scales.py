@@ -276,9 +276,9 @@ def test_a_handed_over_page_releases_the_detectors_memory_before_its_crops_are_r
 
 
 def test_a_jobs_before_page_hook_runs_for_each_page_before_it_is_read(engines):
-    """`ocr_pages(..., before_page)` (a worker's heap trim before a large page) is told
+    """`read_pages(..., before_page)` (a worker's heap trim before a large page) is told
     each page's size after it is decoded and before the detector reads it."""
-    from worker.pipeline import ocr_pages
+    from worker.pipeline import read_pages
 
     _, two_pass = engines
     detector = two_pass.detector
@@ -293,10 +293,10 @@ def test_a_jobs_before_page_hook_runs_for_each_page_before_it_is_read(engines):
     sizes = [p.shape[0] * p.shape[1] for p in pages]
     detector.detect_page = spy
     try:
-        regions, _, count = ocr_pages(
-            two_pass, iter(pages), lambda pixels: events.append(("before", pixels))
+        read = list(
+            read_pages(two_pass, iter(pages), lambda pixels: events.append(("before", pixels)))
         )
     finally:
         del detector.detect_page
-    assert count == 2 and {r.page for r in regions} == {0, 1}
+    assert len(read) == 2 and [{r.page for r in p.regions} for p in read] == [{0}, {1}]
     assert events == [(kind, n) for n in sizes for kind in ("before", "detect")]

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from models.base import Engine, PageBuffer
-from models.page import page_regions, read_page
+from models.page import page_regions, read_page_layout
 from ocrq.config import EngineOptions, InputLimits
 from ocrq.documents import PDF_TEXT, PageSource, TextLayerLine
 from ocrq.documents import read_page as read_document_page
@@ -49,6 +49,7 @@ class PageRead:
     regions: list[RegionResult]
     load_seconds: float
     ocr_seconds: float
+    angle: int = 0  # how far the scan was turned (it was read upright)
 
 
 def read_pages(
@@ -74,28 +75,10 @@ def read_pages(
             before_page(image.shape[0] * image.shape[1])
         page = PageBuffer(image)
         del image  # the buffer holds the only reference: the reader may narrow it
-        pairs = read_page(engine, page)
+        reading = read_page_layout(engine, page)
         del page
-        regions = page_regions(page_no, pairs)
-        yield PageRead(regions, loaded - started, time.perf_counter() - loaded)
-
-
-def ocr_pages(
-    engine: Engine,
-    pages: Iterable[np.ndarray],
-    before_page: Callable[[int], object] | None = None,
-) -> tuple[list[RegionResult], dict[str, float], int]:
-    """Every page of a job through `read_pages`: the region rows of all of them in order,
-    seconds spent decoding ("load") and reading ("ocr"), and the page count."""
-    regions: list[RegionResult] = []
-    timings = {"load": 0.0, "ocr": 0.0}
-    count = 0
-    for page in read_pages(engine, pages, before_page):
-        regions.extend(page.regions)
-        timings["load"] += page.load_seconds
-        timings["ocr"] += page.ocr_seconds
-        count += 1
-    return regions, timings, count
+        regions = page_regions(page_no, reading.pairs, reading.layout)
+        yield PageRead(regions, loaded - started, time.perf_counter() - loaded, reading.angle)
 
 
 def read_job_page(
@@ -117,9 +100,10 @@ def read_job_page(
         return regions, {"load": time.perf_counter() - started, "ocr": 0.0}, info
     holder = [source.pixels]
     del source
-    regions, timings, _ = ocr_pages(engine, _drain(holder), before_page)
-    timings["load"] += time.perf_counter() - started - timings["load"] - timings["ocr"]
-    return [replace(r, page=page_no) for r in regions], timings, info
+    (page,) = read_pages(engine, _drain(holder), before_page)
+    info["rotation"] = page.angle
+    timings = {"load": time.perf_counter() - started - page.ocr_seconds, "ocr": page.ocr_seconds}
+    return [replace(r, page=page_no) for r in page.regions], timings, info
 
 
 def _drain(holder: list[np.ndarray]) -> Iterator[np.ndarray]:
@@ -218,7 +202,7 @@ def process_job(
         return Outcome(job_id, OUTCOME_FAILED, error=reason)
     except TimeLimitInterrupt:
         raise  # the task fails the job with a "time limit" reason
-    except Exception as exc:  # ocr_pages touches no database: the page is at fault
+    except Exception as exc:  # reading touches no database: the page is at fault
         # A page the engine cannot handle is this job's fault, not the worker's:
         # fail it with the reason instead of redelivering it forever.
         reason = f"recognition failed: {type(exc).__name__}: {exc}"[:500]

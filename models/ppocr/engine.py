@@ -12,6 +12,7 @@ import onnxruntime as ort
 from models.base import Engine
 from models.cpu import int8_preferred
 from models.onnx_session import GraphEdit, open_session
+from models.orientation import AngleClassifier
 from models.ppocr import resources
 from models.ppocr.classifier import AngleCorrectingRecognizer
 from models.ppocr.det_pre import DetectorConfig
@@ -192,4 +193,15 @@ def load(
         "detector": asdict(config.detector),
         "recognizer": asdict(rec_cfg),
     }
-    return Engine(name=NAME, detector=detector, recognizer=engine_recognizer, provenance=provenance)
+    # The 0/180 line classifier (FP32: 0.6 MB, ~0.5 ms a piece) finds turned pages.
+    classifier = AngleClassifier(
+        _open_without_arena(model_file("cls", "fp32", models_dir), threads, flush)
+    )
+    provenance["orientation"] = {"classifier": _describe(model_file("cls", "fp32", models_dir))}
+    return Engine(
+        name=NAME,
+        detector=detector,
+        recognizer=engine_recognizer,
+        provenance=provenance,
+        classifier=classifier,
+    )
