@@ -203,9 +203,9 @@ def main() -> None:
     )
     ap.add_argument(
         "--optimum-python",
-        default=os.environ.get("OCRQ_OPTIMUM_PYTHON", ""),
+        default="",
         help="a Python with optimum[onnxruntime] and transformers<4.58 (make optimum-venv); "
-        "adds the optimum row (env OCRQ_OPTIMUM_PYTHON)",
+        "adds the optimum row",
     )
     ap.add_argument("--work", default=os.path.expanduser("~/.cache/ocrq/bench-trocr"))
     args = ap.parse_args()

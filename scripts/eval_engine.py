@@ -24,14 +24,15 @@ from bench.evalsets import discover, score_item  # noqa: E402
 from bench.runners import make_reader, parse_runner, unavailable  # noqa: E402
 from ocrq.config import settings_from_env  # noqa: E402
 
-EVAL = Path(os.environ.get("OCRQ_EVAL", Path(__file__).resolve().parents[2] / "shared" / "eval"))
+# the evaluation data (not part of the project): $EVAL, as the Makefile names it
+EVAL = Path(os.environ.get("EVAL", Path(__file__).resolve().parents[2] / "shared" / "eval"))
 SETS = ("lines", "pages/sroie", "pages/oldbooks", "pages/tesseract_test")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--runners", default="ours-fp32,ours-int8")
-    ap.add_argument("--sets", default=",".join(SETS), help="folders under $OCRQ_EVAL")
+    ap.add_argument("--sets", default=",".join(SETS), help="folders under $EVAL")
     ap.add_argument("--limit", type=int, default=0, help="items per set (0: all)")
     ap.add_argument("--json", type=Path, help="write per-item results here")
     ap.add_argument("--show", action="store_true", help="print per-item CER")
