@@ -117,18 +117,22 @@ def print_row(fault: str, result: Audit) -> None:
 
 
 def job_texts(db_url: str) -> dict[str, str]:
-    """{path: the job's recognized text (regions in reading order, space-joined)}."""
+    """{path: the file's recognized text (its done pages in page order, regions in reading
+    order, space-joined)}."""
     store = Store(db_url, create=False)
     try:
-        jobs = list(store.iter_jobs())
+        jobs = sorted((j for j in store.iter_jobs() if j["status"] == DONE), key=_page_order)
         regions = store.regions_for([j["id"] for j in jobs])
-        return {
-            j["path"]: " ".join(r["text"] for r in regions[j["id"]])
-            for j in jobs
-            if j["status"] == DONE
-        }
+        texts: dict[str, list[str]] = {}
+        for j in jobs:
+            texts.setdefault(j["path"], []).extend(r["text"] for r in regions[j["id"]])
+        return {path: " ".join(parts) for path, parts in texts.items()}
     finally:
         store.dispose()
+
+
+def _page_order(job: dict) -> tuple[str, int]:
+    return job["path"], job["page"]
 
 
 def max_cer(db_url: str, truth: dict[str, str]) -> float:

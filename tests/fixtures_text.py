@@ -8,7 +8,7 @@ Stable API used by several test modules:
 and page files with their ground truth, for tests that push files through the queue:
     write_pages(folder, count) -> {absolute path: truth}   (short pages, ~1 s of OCR)
     write_slow_pages(folder, count, lines=40) -> {absolute path: truth}   (long pages)
-    write_slow_tiff(path, pages=6, lines=40) -> absolute path   (a long multi-page scan)
+    write_slow_page(path, columns=6, lines=60) -> absolute path (one page that is slow to read)
 """
 
 from __future__ import annotations
@@ -164,13 +164,22 @@ def write_slow_pages(folder: Path, count: int, lines: int = 40) -> dict[str, str
     return truth
 
 
-def write_slow_tiff(path: Path, pages: int = 6, lines: int = 40) -> str:
-    """A valid multi-page TIFF of text pages: pathological only in how long it takes
-    (~1-3 s of OCR per page here), the way a 500-page scan would be."""
+def write_slow_page(path: Path, columns: int = 6, lines: int = 60) -> str:
+    """One valid page that takes long to read: `columns` columns of `lines` text lines
+    (6 x 60: about 8 s of OCR on an idle core here, 4 x 45 took 4 s), the way a dense
+    broadsheet scan would be. A job is one page, so slowness must come from one page."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    frames = [
-        Image.fromarray(render_page([f"Page {p} line {n} of a long scan" for n in range(lines)]))
-        for p in range(pages)
+    cols = [
+        render_page([f"Column {c} line {n} of a long and slow scan page" for n in range(lines)])
+        for c in range(columns)
     ]
-    frames[0].save(path, save_all=True, append_images=frames[1:], compression="tiff_deflate")
+    gutter = 60
+    height = max(c.shape[0] for c in cols)
+    width = sum(c.shape[1] for c in cols) + gutter * (columns - 1)
+    page = np.full((height, width, *cols[0].shape[2:]), 255, np.uint8)
+    x = 0
+    for col in cols:
+        page[: col.shape[0], x : x + col.shape[1]] = col
+        x += col.shape[1] + gutter
+    Image.fromarray(page).save(path)
     return str(path.resolve())

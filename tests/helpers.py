@@ -22,7 +22,9 @@ from pathlib import Path
 
 import psutil
 
-from ocrq.config import EngineOptions
+from ocrq.config import EngineOptions, InputLimits
+from ocrq.documents import count_pages
+from ocrq.errors import BadImage
 from ocrq.queue import Enqueuer
 from ocrq.storage import DONE, DUPLICATE, FAILED, NewJob, Store, encode_path, options_key
 
@@ -241,8 +243,9 @@ def postgres_database() -> Iterator[str]:
 
 
 def add_jobs(db_url: str, paths: Sequence[str | os.PathLike]) -> tuple[Store, list[int]]:
-    """Job rows for `paths` exactly as `ocrq submit` records them (any path, even one the
-    walker would skip: the worker must cope with whatever a message names)."""
+    """Job rows for `paths` exactly as `ocrq submit` records them, one per page (any
+    path, even one the walker would skip: the worker must cope with whatever a message
+    names; a file whose pages cannot be counted is one job, failed by the worker)."""
     options = EngineOptions(precision="fp32")
     store = Store(db_url)
     batch = store.create_batch(["fault-test"], [], options.as_dict())
@@ -254,10 +257,19 @@ def add_jobs(db_url: str, paths: Sequence[str | os.PathLike]) -> tuple[Store, li
         except OSError:
             size = 0
         sha = hashlib.sha256(raw).hexdigest()  # unique per path: no dedupe in these tests
-        jobs.append(NewJob(encode_path(os.fsdecode(p)), sha, size))
+        pages = _pages(p)
+        path = encode_path(os.fsdecode(p))
+        jobs += [NewJob(path, sha, size, page=n, doc_pages=pages) for n in range(pages)]
     key = options_key(options)
     ids = store.add_jobs(batch, jobs, options.as_dict(), key)
     return store, ids
+
+
+def _pages(path: str | os.PathLike) -> int:
+    try:
+        return count_pages(path, InputLimits())
+    except (BadImage, OSError):
+        return 1
 
 
 def enqueue(

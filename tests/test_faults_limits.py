@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.fault_helpers import FAST_RECOVERY, audit, print_row
-from tests.fixtures_text import write_pages, write_slow_tiff
+from tests.fixtures_text import write_pages, write_slow_page
 from tests.helpers import QUEUE, Worker, submit, wait_all_final
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -26,12 +26,13 @@ def test_time_limit_fails_the_job_and_worker_keeps_serving(
     tmp_path, redis_server, sqlite_url, kind, limits
 ):
     redis, db_url = redis_server, sqlite_url
-    # A 12-page TIFF of 40 lines each: well over the 4 s limit even on an idle machine
-    # (a 100-line page no longer was, once the recognizer got faster); the pool gives a
-    # child a few seconds between TERM and KILL, and the job must still be running then.
-    # The small pages take about a second each even on a loaded machine.
+    # One page of 6 columns x 60 lines (a job is one page): about 8 s of OCR on an idle
+    # core, well over the 4 s limit (a 100-line page no longer was, once the recognizer
+    # got faster); the pool gives a child a few seconds between TERM and KILL, and the
+    # job must still be running then. The small pages take about a second each even on
+    # a loaded machine.
     small = sorted(write_pages(tmp_path / "small", 3))
-    slow = [write_slow_tiff(tmp_path / "slow" / "long_scan.tif", pages=12, lines=40)]
+    slow = [write_slow_page(tmp_path / "slow" / "broadsheet.png")]
     slow_ids = submit(db_url, redis.url, slow)
     small_ids = submit(db_url, redis.url, small)
     env = {**FAST_RECOVERY, "OCRQ_VISIBILITY_TIMEOUT": "120", **limits}
@@ -42,7 +43,7 @@ def test_time_limit_fails_the_job_and_worker_keeps_serving(
     finally:
         worker.stop()
     result = audit(db_url, slow_ids + small_ids)
-    what = "12-page TIFF"
+    what = "6-column page"
     print_row(f"{kind} time limit 4 s on a {what} (+3 normal pages)", result)
     assert not result.lost and result.duplicated == 0, result
     slow_job = _job(db_url, slow_ids[0])
