@@ -33,18 +33,25 @@ def display_path(path: PathArg) -> str:
     return raw.decode("utf-8", "backslashreplace")
 
 
-@lru_cache(maxsize=64)
-def _real_root(root: str) -> str:
-    return os.path.realpath(root)
+@lru_cache(maxsize=16)
+def _real_roots(roots: tuple[str, ...]) -> frozenset[str]:
+    """`roots` resolved (realpath), once per distinct set of roots: a batch of files
+    submitted one by one has a root per file, hundreds of them, checked for every job."""
+    return frozenset(os.path.normpath(os.path.realpath(root)) for root in roots)
 
 
 def is_under_roots(real: str, roots: tuple[str, ...]) -> bool:
-    """True when the already-resolved path `real` is one of `roots` or inside one."""
-    for root in roots:
-        r = _real_root(root)
-        if real == r or real.startswith(r.rstrip(os.sep) + os.sep):
+    """True when the already-resolved path `real` is one of `roots` or inside one: one of
+    its ancestors (or itself) is a root, a set look-up per path component."""
+    wanted = _real_roots(tuple(roots))
+    path = os.path.normpath(real)
+    while True:
+        if path in wanted:
             return True
-    return False
+        parent = os.path.dirname(path)
+        if parent == path:
+            return False
+        path = parent
 
 
 def _stat_reason(raw: str, exc: OSError) -> str:
