@@ -84,16 +84,9 @@ def detect_orientation(
     """Which way the scan `image` is turned, judged from `regions`, the detector's boxes
     on it (page pixels; a `PageBuffer` may be narrowed). `recognizer` (optional) settles
     pages the classifier is unsure of."""
-    quads = np.array([r.quad for r in regions], dtype=np.float64).reshape(-1, 4, 2)
-    across = np.linalg.norm(quads[:, 1] - quads[:, 0], axis=1)  # along the quad's top edge
-    down = np.linalg.norm(quads[:, 3] - quads[:, 0], axis=1)
-    long_side, short_side = np.maximum(across, down), np.minimum(across, down)
-    line = long_side >= LINE_ASPECT * np.maximum(short_side, 1e-6)
+    line, long_side, short_side, sideways = _line_geometry(regions)
     if not line.any():
         return Orientation(0, 0.0, "none", 0.0)
-    edge = np.where((across >= down)[:, None], quads[:, 1] - quads[:, 0], quads[:, 3] - quads[:, 0])
-    vertical = np.abs(edge[:, 1]) > np.abs(edge[:, 0])
-    sideways = float(long_side[line & vertical].sum() / long_side[line].sum())
     # crop_quad turns a tall crop counter-clockwise: a page turned 90 gives upside-down
     # crops, one turned 270 upright ones, as 180 and 0 do for wide crops.
     turns = (270, 90) if sideways > 0.5 else (0, 180)  # (crops upright, crops upside down)
@@ -113,6 +106,34 @@ def detect_orientation(
         b = float(np.mean([t.confidence for t in turned]))
         flipped, confidence, method = b > a, abs(b - a), "recognizer"
     return Orientation(turns[int(flipped)], confidence, method, sideways)
+
+
+def sideways_share(regions: Sequence[Region]) -> float:
+    """The share of the text lines' length that runs vertically (> 0.5: the page lies on
+    its side): geometry alone, no model run."""
+    return _line_geometry(regions)[3]
+
+
+def _line_geometry(
+    regions: Sequence[Region],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Which boxes are text lines (long along one side), their long and short sides, and
+    the share of line length running vertically."""
+    quads = np.array([r.quad for r in regions], dtype=np.float64).reshape(-1, 4, 2)
+    across = np.linalg.norm(quads[:, 1] - quads[:, 0], axis=1)  # along the quad's top edge
+    down = np.linalg.norm(quads[:, 3] - quads[:, 0], axis=1)
+    long_side, short_side = np.maximum(across, down), np.minimum(across, down)
+    line = long_side >= LINE_ASPECT * np.maximum(short_side, 1e-6)
+    if not line.any():
+        return line, long_side, short_side, 0.0
+    edge = np.where((across >= down)[:, None], quads[:, 1] - quads[:, 0], quads[:, 3] - quads[:, 0])
+    vertical = np.abs(edge[:, 1]) > np.abs(edge[:, 0])
+    return (
+        line,
+        long_side,
+        short_side,
+        float(long_side[line & vertical].sum() / long_side[line].sum()),
+    )
 
 
 def _longest(line: np.ndarray, aspect: np.ndarray) -> list[int]:

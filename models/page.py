@@ -11,7 +11,7 @@ import numpy as np
 from models.base import Engine, PageBuffer, Region, TextLine
 from models.crops import as_rgb, crop_quad
 from models.layout import Layout, layout
-from models.orientation import detect_orientation, rotate_back, upright
+from models.orientation import detect_orientation, rotate_back, sideways_share, upright
 from models.words import page_words
 from ocrq.results import RegionResult
 
@@ -50,18 +50,36 @@ def read_page_layout(engine: Engine, image: np.ndarray | PageBuffer) -> PageRead
     if not regions:
         pairs = _small_image_fallback(engine, page.pixels) if page.origin == (0, 0) else []
         return _ordered(pairs, page.shape)
-    angle = _orientation(engine, page, regions)
-    if angle:
-        return _read_turned(engine, page, angle)
+    judge = engine.classifier is not None and len(regions) >= ORIENT_MIN_LINES
+    if judge and sideways_share(regions) > 0.5:  # lines run down the page: turn it
+        angle = _orientation(engine, page, regions)
+        if angle:
+            return _read_turned(engine, page, angle)
     crops = [crop_quad(page.pixels, page.local(r.quad)) for r in regions]
     lines = engine.recognizer.recognize(crops)
     pairs = [(r, t) for r, t in zip(regions, lines, strict=True) if t.text.strip()]
+    if judge and _confidence(pairs) < UPRIGHT_CONFIDENCE:  # upside down, or just hard
+        angle = _orientation(engine, page, regions)
+        if angle:
+            return _read_turned(engine, page, angle)
     return _ordered(pairs, page.shape)
 
 
 # Orientation is judged on pages of at least this many text lines: a line image or a
 # label reads as it comes (the check would cost a line image a fifth of its time).
 ORIENT_MIN_LINES = 3
+# A page read with at least this mean confidence (per character) is taken as upright and
+# costs no orientation check. Measured on 16 eval pages (receipts, book pages, UNLV,
+# eurotext, phototest) read upright and turned 180 degrees: 0.95-0.99 upright, 0.50-0.67
+# upside down. The check itself cost receipts 13-122 ms a page (the recognizer settles
+# the classifier's unsure votes), 3-20 % of their time.
+UPRIGHT_CONFIDENCE = 0.85
+
+
+def _confidence(pairs: list[tuple[Region, TextLine]]) -> float:
+    """Mean confidence of a page's lines, weighted by their characters (1 with none)."""
+    chars = sum(len(t.text) for _, t in pairs)
+    return sum(t.confidence * len(t.text) for _, t in pairs) / chars if chars else 1.0
 
 
 def _detect(engine: Engine, page: PageBuffer, buffered: bool) -> list[Region]:
