@@ -40,6 +40,7 @@ from pathlib import Path
 import click
 
 from bench.pdfsets import PdfSet, build_sets, score_pages
+from bench.queue import RUSAGE_WRAPPER
 
 REPO = Path(__file__).resolve().parents[1]
 RUNNERS = ("ocrmypdf-tesseract", "ocrmypdf-rapidocr", "ocrmypdf-ocrq", "ocrq-queue")
@@ -47,14 +48,6 @@ BASELINE = "ocrmypdf-tesseract"
 OCRMYPDF_ARGS = ("--jobs", "2", "-O0", "--output-type", "pdf")
 PLUGINS = {"ocrmypdf-rapidocr": "ocrmypdf_rapidocr", "ocrmypdf-ocrq": "ocrmypdf_ocrq"}
 
-# Runs a command, writes the peak RSS (KiB) of its largest descendant to argv[1].
-_RUSAGE_WRAPPER = (
-    "import resource, subprocess, sys\n"
-    "code = subprocess.run(sys.argv[2:]).returncode\n"
-    "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
-    "open(sys.argv[1], 'w').write(str(peak))\n"
-    "sys.exit(code)\n"
-)
 
 
 @dataclass
@@ -160,7 +153,7 @@ def _measure(commands: Sequence[list[str]], env: dict, cwd: Path, timeout: float
     for cmd in commands:
         rss_file = cwd / "peak_rss"
         proc = subprocess.Popen(
-            [sys.executable, "-c", _RUSAGE_WRAPPER, str(rss_file), *cmd],
+            [sys.executable, "-c", RUSAGE_WRAPPER, str(rss_file), *cmd],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

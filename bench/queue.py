@@ -25,7 +25,7 @@ from ocrq.threads import THREAD_VARS
 REPO = Path(__file__).resolve().parents[1]
 
 # Runs a command and writes the peak RSS (KiB) of its whole process tree to argv[1].
-_RUSAGE_WRAPPER = (
+RUSAGE_WRAPPER = (
     "import resource, subprocess, sys\n"
     "code = subprocess.run(sys.argv[2:]).returncode\n"
     "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
@@ -64,7 +64,7 @@ def run_queue(
         started = time.perf_counter()
         env.update({k: "1" for k in THREAD_VARS})  # the workers set this too; be sure
         proc = subprocess.run(
-            [sys.executable, "-c", _RUSAGE_WRAPPER, str(rss_file), *cmd],
+            [sys.executable, "-c", RUSAGE_WRAPPER, str(rss_file), *cmd],
             capture_output=True,
             text=True,
             env=env,
