@@ -49,7 +49,6 @@ OCRMYPDF_ARGS = ("--jobs", "2", "-O0", "--output-type", "pdf")
 PLUGINS = {"ocrmypdf-rapidocr": "ocrmypdf_rapidocr", "ocrmypdf-ocrq": "ocrmypdf_ocrq"}
 
 
-
 @dataclass
 class PdfRun:
     """What a runner made of one folder of PDFs."""

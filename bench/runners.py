@@ -170,15 +170,10 @@ def _ours(
         for page in read_pages(engine, _pages(path)):  # the worker's page loop
             regions += page.regions
         # text-line regions count as lines, as RapidOCR's boxes and Tesseract's lines
-        boxes = [(*_bbox(r.quad), r.text) for r in regions if r.page == 0]
+        boxes = [(*r.bbox, r.text) for r in regions if r.page == 0]
         return Read(page_text(regions), boxes, len(regions))
 
     return read
-
-
-def _bbox(quad) -> tuple[float, float, float, float]:  # type: ignore[no-untyped-def]
-    xs, ys = [p[0] for p in quad], [p[1] for p in quad]
-    return min(xs), min(ys), max(xs), max(ys)
 
 
 def offline_rapidocr():  # type: ignore[no-untyped-def]

@@ -27,6 +27,13 @@ class RegionResult:
     # None where the engine gives none (`words_of` splits the region instead)
     words: Sequence[Sequence[Any]] | None = None
 
+    @property
+    def bbox(self) -> tuple[float, float, float, float]:
+        """Axis-aligned (x0, y0, x1, y1) around the quad."""
+        xs = [float(p[0]) for p in self.quad]
+        ys = [float(p[1]) for p in self.quad]
+        return min(xs), min(ys), max(xs), max(ys)
+
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> RegionResult:
         """A stored region row (a mapping with at least these fields) as a result."""
@@ -93,9 +100,7 @@ def words_of(region: RegionResult) -> list[Word]:
     spaces included."""
     if region.words:
         return [Word(str(w[0]), (w[1], w[2], w[3], w[4]), float(w[5])) for w in region.words]
-    xs = [float(p[0]) for p in region.quad]
-    ys = [float(p[1]) for p in region.quad]
-    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+    x0, y0, x1, y1 = region.bbox
     text = region.text.strip()
     if not text:
         return []

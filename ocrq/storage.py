@@ -635,18 +635,17 @@ class Store:
 
 
 def _region_row(job_id: int, region: RegionResult) -> dict:
-    xs = [float(p[0]) for p in region.quad]
-    ys = [float(p[1]) for p in region.quad]
+    x0, y0, x1, y1 = region.bbox
     return {
         "job_id": job_id,
         "page": region.page,
         "idx": region.idx,
         "line": region.line,
         "quad": [[round(float(x), 1), round(float(y), 1)] for x, y in region.quad],
-        "x0": min(xs),
-        "y0": min(ys),
-        "x1": max(xs),
-        "y1": max(ys),
+        "x0": x0,
+        "y0": y0,
+        "x1": x1,
+        "y1": y1,
         "text": region.text,
         "confidence": float(region.confidence),
         "block": region.block,
