@@ -35,7 +35,9 @@ FINAL = (DONE, FAILED, DUPLICATE)
 # ---------------------------------------------------------------- ports and Redis
 
 SHARED_REDIS_PORT = 6379
-REDIS_TEST_DB = 11  # the session broker's database: tests flush only this one
+# the session broker's database: tests flush only this one (OCRQ_TEST_REDIS_DB lets two
+# suites share one Redis without flushing each other's queues)
+REDIS_TEST_DB = int(os.environ.get("OCRQ_TEST_REDIS_DB", "11"))
 
 
 def free_port() -> int:
