@@ -106,6 +106,10 @@ class InputLimits:
     # batch was submitted from (`worker.pipeline.job_limits`).
     input_roots: tuple[str, ...] = ()
     roots_from: str = "OCRQ_INPUT_ROOTS"  # what the roots are, for the refusal's message
+    # Passwords tried, in order, on an encrypted PDF (OCRQ_PDF_PASSWORD_FILE, `ocrq run
+    # --password`). Secrets: never printed, stored with a job, or sent in a message, so a
+    # worker reading a submitted encrypted PDF needs the file too.
+    pdf_passwords: tuple[str, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)
@@ -192,6 +196,17 @@ def _server_settings(env: dict[str, str]) -> ServerSettings:
     )
 
 
+def _passwords(path: str | None) -> tuple[str, ...]:
+    """One password per line of the file at `path` (blank lines skipped)."""
+    if not path:
+        return ()
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"OCRQ_PDF_PASSWORD_FILE cannot be read: {exc}") from None
+    return tuple(line for line in text.splitlines() if line.strip())
+
+
 def settings_from_env(env: dict[str, str] | None = None) -> Settings:
     """Every `OCRQ_*` variable is read here, and only here."""
     env = dict(os.environ if env is None else env)
@@ -207,6 +222,7 @@ def settings_from_env(env: dict[str, str] | None = None) -> Settings:
         max_file_bytes=_number(env, "OCRQ_MAX_FILE_BYTES", int, InputLimits.max_file_bytes),
         max_pages=_number(env, "OCRQ_MAX_PAGES", int, InputLimits.max_pages),
         input_roots=tuple(str(Path(r).resolve()) for r in roots),
+        pdf_passwords=_passwords(env.get("OCRQ_PDF_PASSWORD_FILE")),
     )
     return Settings(
         broker_url=env.get("OCRQ_BROKER_URL") or DEFAULT_BROKER_URL,

@@ -150,12 +150,12 @@ def _kind(path: PathArg, head: bytes) -> str:
     return "image"
 
 
-def count_pages(path: PathArg, limits: InputLimits, password: str | None = None) -> int:
+def count_pages(path: PathArg, limits: InputLimits) -> int:
     """Pages in a file: 1 for an image, a multi-page TIFF's frames, a PDF's pages.
 
     The path is checked like `ocrq.inputs.check_input_path` (roots, type, size) first.
-    Raises `BadImage` with a reason for a PDF that is not readable, is encrypted without
-    the right `password`, or has no pages; `InputRejected` over `limits.max_pages` or
+    Raises `BadImage` with a reason for a PDF that is not readable, is encrypted and none of
+    `limits.pdf_passwords` opens it, or has no pages; `InputRejected` over `limits.max_pages` or
     `limits.max_file_bytes`. Only headers are read: a plain image counts 1 unread (a broken
     one fails its job when read)."""
     kind = _kind(path, _head(path, limits))
@@ -163,7 +163,7 @@ def count_pages(path: PathArg, limits: InputLimits, password: str | None = None)
         return count_frames(path, limits)
     if kind == "image":
         return 1
-    with open_input(path, limits) as (fh, size), _pdf(fh, size, limits, password) as doc:
+    with open_input(path, limits) as (fh, size), _pdf(fh, size, limits) as doc:
         return len(doc)
 
 
@@ -172,7 +172,6 @@ def read_page(
     page_no: int,
     limits: InputLimits,
     pdf_text: str = "auto",
-    password: str | None = None,
 ) -> PageSource:
     """Page `page_no` (from 0) of a file, alone: one page's pixels are held, never more.
 
@@ -196,13 +195,18 @@ def read_page(
         pixels, dpi = read_frame(path, page_no, limits)
         height, width = pixels.shape[:2]
         return PageSource(pixels, dpi or ASSUMED_DPI, width, height, None, IMAGE)
-    with open_input(path, limits) as (fh, size), _pdf(fh, size, limits, password) as doc:
+    with open_input(path, limits) as (fh, size), _pdf(fh, size, limits) as doc:
         if page_no >= len(doc):
             raise BadImage(f"no page {page_no + 1}: the PDF has {len(doc)} page(s)")
         return _read_pdf_page(doc, page_no, limits, pdf_text)
 
 
 # ------------------------------------------------------------------------------- PDF
+
+NEEDS_PASSWORD = (
+    "encrypted: it needs its password (ocrq run --password, or OCRQ_PDF_PASSWORD_FILE where "
+    "the pages are read)"
+)
 
 
 def _truncated(head: bytes, tail: bytes, size: int) -> str | None:
@@ -216,10 +220,35 @@ def _truncated(head: bytes, tail: bytes, size: int) -> str | None:
     return None
 
 
+def _load(fh: BinaryIO, passwords: tuple[str, ...]) -> tuple[ctypes.c_void_p, object]:
+    """A pdfium document handle over `fh` and the reader buffers it needs kept alive: opened
+    with no password, else with the first of `passwords` that opens it. Call under the
+    lock."""
+    for password in (None, *passwords):
+        fh.seek(0)
+        reader, held = pdfium_i.get_bufreader(fh)
+        secret = None if password is None else (password + "\x00").encode("utf-8")
+        handle = pdfium_c.FPDF_LoadCustomDocument(reader, secret)
+        if handle:
+            return handle, held
+        code = pdfium_c.FPDF_GetLastError()
+        if code != pdfium_c.FPDF_ERR_PASSWORD:
+            break
+    if code == pdfium_c.FPDF_ERR_PASSWORD:
+        if passwords:
+            raise BadImage(f"encrypted: none of the {len(passwords)} password(s) given opens it")
+        raise BadImage(NEEDS_PASSWORD)
+    if code == pdfium_c.FPDF_ERR_SECURITY:
+        raise BadImage("encrypted with an unsupported security handler")
+    reason = {
+        pdfium_c.FPDF_ERR_FORMAT: "corrupt (no valid PDF structure)",
+        pdfium_c.FPDF_ERR_FILE: "cannot be read",
+    }.get(code, f"corrupt (pdfium error {code})")
+    raise BadImage(f"not a readable PDF: {reason}")
+
+
 @contextmanager
-def _pdf(
-    fh: BinaryIO, size: int, limits: InputLimits, password: str | None
-) -> Iterator[pdfium.PdfDocument]:
+def _pdf(fh: BinaryIO, size: int, limits: InputLimits) -> Iterator[pdfium.PdfDocument]:
     """An open PDF of at least one and at most `limits.max_pages` pages, under the lock.
     pdfium reads from `fh` what the pages asked for need (a custom document), so a job
     reading one page of a long PDF holds that page, not the whole file."""
@@ -239,24 +268,9 @@ def _pdf(
         # pdfium rebuilds a cut file's cross-reference table from what is left and may
         # show fewer pages than the file had: refuse it rather than lose pages quietly
         raise BadImage(f"not a readable PDF: {cut}")
-    secret = None if password is None else (password + "\x00").encode("utf-8")
     with _PDFIUM_LOCK:
         # `held` (the reader's buffers) and `fh`, open until this returns, outlive the document
-        reader, held = pdfium_i.get_bufreader(fh)
-        handle = pdfium_c.FPDF_LoadCustomDocument(reader, secret)
-        if not handle:
-            code = pdfium_c.FPDF_GetLastError()
-            if code == pdfium_c.FPDF_ERR_PASSWORD:
-                if password:
-                    raise BadImage("encrypted: wrong password (--password)")
-                raise BadImage("encrypted: give its password (--password)")
-            if code == pdfium_c.FPDF_ERR_SECURITY:
-                raise BadImage("encrypted with an unsupported security handler")
-            reason = {
-                pdfium_c.FPDF_ERR_FORMAT: "corrupt (no valid PDF structure)",
-                pdfium_c.FPDF_ERR_FILE: "cannot be read",
-            }.get(code, f"corrupt (pdfium error {code})")
-            raise BadImage(f"not a readable PDF: {reason}")
+        handle, held = _load(fh, limits.pdf_passwords)
         # The helper takes ownership of the handle (closes it); no forms, no JavaScript.
         doc = pdfium.PdfDocument(handle)
         try:

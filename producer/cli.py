@@ -41,6 +41,7 @@ from producer.options import (
     format_options,
     pass_db_settings,
     pass_settings,
+    password_option,
     walk_options,
 )
 from producer.submit import Plan, plan_and_record
@@ -126,6 +127,7 @@ def _plan_and_record(
 @cli.command()
 @walk_options
 @pass_settings
+@password_option
 @click.option(
     "--workers",
     "-w",
@@ -169,7 +171,7 @@ def run(
         click.echo(f"  failed job {job_id}: {reason}", err=True)
     report_unreadable(found)
     if output is not None:
-        _export(store, output, replace(export, batch_id=batch_id))
+        _export(store, output, replace(export, batch_id=batch_id), settings.limits.pdf_passwords)
         click.echo(f"wrote {output}")
 
 
@@ -238,6 +240,7 @@ def _warn_stranded(store: Store, broker_url: str, batch_id: int | None) -> None:
 
 @cli.command()
 @pass_db_settings
+@password_option
 @format_options
 @click.option(
     "--output", "-o", type=click.Path(path_type=Path), default=None, help="File (default stdout)."
@@ -248,15 +251,18 @@ def export(
 ) -> None:
     """Stream results as CSV, a JSON array or JSON lines, or one file per document
     (searchable PDF, hOCR, ALTO, text)."""
-    _export(Store(settings.db_url), output, replace(export, batch_id=batch_id))
+    passwords = settings.limits.pdf_passwords
+    _export(Store(settings.db_url), output, replace(export, batch_id=batch_id), passwords)
 
 
-def _export(store: Store, output: Path | None, options: ExportOptions) -> int:
+def _export(
+    store: Store, output: Path | None, options: ExportOptions, passwords: tuple[str, ...] = ()
+) -> int:
     options = replace(options, fmt=_infer_format(options.fmt, output))
     if options.fmt in DOCUMENT_FORMATS:
         if output is None:
             raise UsageError(f"--format {options.fmt} writes one file per document: give -o DIR")
-        return _export_documents(store, output, options)
+        return _export_documents(store, output, options, passwords)
     out = _open_output(output)
     try:
         return write_export(store, out, options)
@@ -265,12 +271,16 @@ def _export(store: Store, output: Path | None, options: ExportOptions) -> int:
             out.close()
 
 
-def _export_documents(store: Store, out_dir: Path, options: ExportOptions) -> int:
+def _export_documents(
+    store: Store, out_dir: Path, options: ExportOptions, passwords: tuple[str, ...]
+) -> int:
     written = 0
     for done in export_documents(
-        store, out_dir, options.fmt, options.batch_id, options.dehyphenate
+        store, out_dir, options.fmt, options.batch_id, options.dehyphenate, passwords
     ):
         written += done.target is not None
+        if done.error:
+            click.echo(f"  {display_path(done.source)}: not written: {done.error}", err=True)
         for page, why in done.missing:
             click.echo(f"  {display_path(done.source)}: page {page + 1} missing: {why}", err=True)
     click.echo(f"wrote {written} {options.fmt} files to {out_dir}", err=True)

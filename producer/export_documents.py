@@ -12,6 +12,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from ocrq.errors import BadImage
 from ocrq.results import PageResult, RegionResult, page_text
 from ocrq.storage import DONE, DUPLICATE, Store, decode_path
 from producer.alto import write_alto
@@ -28,6 +29,7 @@ class DocumentExport:
     target: Path | None  # the file written; None when no page could be read
     pages: int = 0
     missing: list[tuple[int, str]] = field(default_factory=list)  # (page, why)
+    error: str | None = None  # why no file could be written, when none was
 
 
 def export_documents(
@@ -36,26 +38,38 @@ def export_documents(
     fmt: str,
     batch_id: int | None = None,
     dehyphenate: bool = False,
+    passwords: Sequence[str] = (),
 ) -> Iterator[DocumentExport]:
     """Write each document of the database (or of `batch_id`) to `out_dir` in `fmt`;
-    yields what was written, one document at a time."""
+    yields what was written, one document at a time. A document whose file cannot be
+    written (an encrypted source none of `passwords` opens) is yielded with its `error`
+    and the export goes on."""
     for jobs in store.iter_documents(batch_id):
         source = decode_path(jobs[0]["path"])
         pages, missing = document_pages(store, jobs)
         done = DocumentExport(source, None, len(pages), missing)
         if pages:
-            done.target = target_path(source, jobs[0]["batch_roots"], out_dir, fmt)
-            done.target.parent.mkdir(parents=True, exist_ok=True)
-            write_document(Path(source), pages, done.target, fmt, dehyphenate)
+            target = target_path(source, jobs[0]["batch_roots"], out_dir, fmt)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                write_document(Path(source), pages, target, fmt, dehyphenate, passwords)
+                done.target = target
+            except BadImage as exc:
+                done.error = str(exc)
         yield done
 
 
 def write_document(
-    source: Path, pages: Sequence[PageResult], target: Path, fmt: str, dehyphenate: bool
+    source: Path,
+    pages: Sequence[PageResult],
+    target: Path,
+    fmt: str,
+    dehyphenate: bool,
+    passwords: Sequence[str] = (),
 ) -> None:
     if fmt == "pdf":
         if source.suffix.lower() == ".pdf":
-            pdf_from_pdf(source, pages, target)
+            pdf_from_pdf(source, pages, target, passwords=passwords)
         else:
             pdf_from_image_pages(source, pages, target)
         return

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +124,26 @@ def pass_db_settings(func: Callable) -> Callable:
     environment)."""
     handed = _handing("settings", lambda given: settings_with(**given), ("db_url",))(func)
     return db_option(handed)
+
+
+def password_option(func: Callable) -> Callable:
+    """`--password` (repeatable): tried on encrypted PDFs before OCRQ_PDF_PASSWORD_FILE's.
+    Goes under `pass_settings` / `pass_db_settings`: it adds to the `settings` they
+    build."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, passwords: tuple[str, ...], settings: Settings, **kwargs: Any) -> Any:
+        limits = settings.limits
+        limits = replace(limits, pdf_passwords=(*passwords, *limits.pdf_passwords))
+        return func(*args, settings=replace(settings, limits=limits), **kwargs)
+
+    return click.option(
+        "--password",
+        "passwords",
+        multiple=True,
+        help="Password of encrypted PDFs (repeatable; each is tried). Held in memory only: "
+        "never stored or sent to the queue. Workers read OCRQ_PDF_PASSWORD_FILE.",
+    )(wrapper)
 
 
 def walk_options(func: Callable) -> Callable:

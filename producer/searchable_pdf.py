@@ -59,6 +59,7 @@ from pathlib import Path
 import pikepdf
 from pikepdf import Array, Dictionary, Name
 
+from ocrq.errors import BadImage
 from ocrq.results import PageResult, Word
 from producer.hocr import region_words
 
@@ -403,7 +404,12 @@ def _add_fonts(page: pikepdf.Page, fonts: dict[int, pikepdf.Object]) -> dict[int
     return names
 
 
-def _save(pdf: pikepdf.Pdf, out: Path) -> None:
+def _save(pdf: pikepdf.Pdf, out: Path, encryption: pikepdf.Encryption | None = None) -> None:
+    if encryption is not None:
+        # qpdf re-encrypts every stream, so it must decode them: Flate data is deflated
+        # anew (lossless: pages render the same), JPEG and the other image codecs are kept
+        pdf.save(out, encryption=encryption)
+        return
     # stream data copied as it is (no stream decoded, none compressed anew)
     pdf.save(
         out,
@@ -414,13 +420,33 @@ def _save(pdf: pikepdf.Pdf, out: Path) -> None:
 
 
 def pdf_from_pdf(
-    source_pdf: Path, pages: Sequence[PageResult], out: Path, *, box: str = "/MediaBox"
+    source_pdf: Path,
+    pages: Sequence[PageResult],
+    out: Path,
+    *,
+    box: str = "/MediaBox",
+    passwords: Sequence[str] = (),
 ) -> None:
     """Write `out`: `source_pdf` with an invisible text layer on each page OCRed in
-    `pages` (see the module doc). `box` is the page box the OCRed images show."""
-    with pikepdf.open(source_pdf) as pdf:
+    `pages` (see the module doc). `box` is the page box the OCRed images show. A source
+    that only opens with one of `passwords` is written encrypted with that password (as
+    its user and owner password: the owner's restrictions are not carried over)."""
+    pdf, password = open_source(Path(source_pdf), passwords)
+    with pdf:
         add_text_layers(pdf, pages, box=box)
-        _save(pdf, Path(out))
+        encryption = pikepdf.Encryption(user=password, owner=password) if password else None
+        _save(pdf, Path(out), encryption)
+
+
+def open_source(path: Path, passwords: Sequence[str]) -> tuple[pikepdf.Pdf, str | None]:
+    """`path` opened as it is, else with the first of `passwords` that opens it (returned
+    with it). Raises `BadImage` when none does."""
+    for password in (None, *passwords):
+        try:
+            return pikepdf.open(path, password=password or ""), password
+        except pikepdf.PasswordError:
+            continue
+    raise BadImage(f"{path.name} is encrypted and none of the passwords given opens it")
 
 
 def pdf_from_image(image_path: Path, page: PageResult, out: Path) -> None:

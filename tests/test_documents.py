@@ -10,6 +10,7 @@ import io
 import shutil
 import struct
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import img2pdf
@@ -19,7 +20,7 @@ import pytest
 from pikepdf import Array, Dictionary, Name
 from PIL import Image
 
-from ocrq.config import InputLimits
+from ocrq.config import InputLimits, settings_from_env
 from ocrq.documents import (
     ASSUMED_DPI,
     RASTER_DPI,
@@ -27,7 +28,7 @@ from ocrq.documents import (
     count_pages,
     read_page,
 )
-from ocrq.errors import BadImage, InputRejected
+from ocrq.errors import BadImage, InputRejected, UsageError
 from ocrq.images import gray_if_neutral
 from tests.fixtures_pdf import (
     SCAN_DPI,
@@ -476,13 +477,27 @@ def test_encrypted_pdf(tmp_path: Path) -> None:
     pdf = pikepdf.open(io.BytesIO(text_pdf([["Secret text"]])))
     data = _pdf_bytes(pdf, encryption=pikepdf.Encryption(user="s3cret", owner="owner", R=6))
     path = write(tmp_path, "locked.pdf", data)
-    with pytest.raises(BadImage, match=r"^encrypted: give its password \(--password\)$"):
+    with pytest.raises(BadImage, match=r"^encrypted: it needs its password \(ocrq run --password"):
         count_pages(path, LIMITS)
-    with pytest.raises(BadImage, match="encrypted: wrong password"):
-        read_page(path, 0, LIMITS, password="guess")
-    assert count_pages(path, LIMITS, password="s3cret") == 1
-    page = read_page(path, 0, LIMITS, password="s3cret")
+    wrong = replace(LIMITS, pdf_passwords=("guess", "nope"))
+    with pytest.raises(BadImage, match=r"^encrypted: none of the 2 password\(s\) given opens it$"):
+        read_page(path, 0, wrong)
+    # every password is tried, in order: the right one need not be first
+    right = replace(LIMITS, pdf_passwords=("guess", "s3cret"))
+    assert count_pages(path, right) == 1
+    page = read_page(path, 0, right)
     assert [line.text for line in page.text_lines] == ["Secret text"]
+    assert "s3cret" not in repr(right)
+
+
+def test_password_file_setting(tmp_path: Path) -> None:
+    secrets = tmp_path / "pdf-passwords"
+    secrets.write_text("first one\n\n  \nsecond\r\n", encoding="utf-8")
+    settings = settings_from_env({"OCRQ_PDF_PASSWORD_FILE": str(secrets)})
+    assert settings.limits.pdf_passwords == ("first one", "second")
+    assert settings_from_env({}).limits.pdf_passwords == ()
+    with pytest.raises(UsageError, match="OCRQ_PDF_PASSWORD_FILE cannot be read"):
+        settings_from_env({"OCRQ_PDF_PASSWORD_FILE": str(tmp_path / "absent")})
 
 
 def test_unreadable_pdfs(tmp_path: Path) -> None:
