@@ -1,0 +1,270 @@
+"""Other recognizers (and cheap knobs) in place of the default one, on the same crops.
+
+    python scripts/recognizer_candidates.py \
+        --candidate v5-mobile=/tmp/cand/rec.onnx:/tmp/cand/ppocrv5_dict.txt \
+        --candidate 'ours-h40=ours:@height=40' --json /tmp/cand.json
+
+One process pinned to one core, one ONNX Runtime thread. Each page (and line image) of
+the eval sets is detected once by the default engine (FP32); every candidate then reads
+the same regions through the same page loop (`worker.pipeline.read_pages`: crops, our
+resize and CTC decoding with the Latin charset, small capitals, thin spaces, layout,
+orientation), so only the recognizer changes. Candidates run interleaved, item by item,
+the order turned each round. Per set: CER (the bench's scoring) and the recognizer's
+seconds per page (the median of `--repeats` reads), and its ratio to the default's.
+
+A candidate is NAME=ONNX[:DICT][@key=value,...]: ONNX a PP-OCR CTC recognizer (or
+`ours`, the default's own file; `ours-int8`, its INT8 graph), DICT its character list,
+one per line, when the graph carries none in its `character` metadata (the dictionary
+must be the one the model was trained with); keys: `height` (input height, default 48),
+`width_scale` (default: RecognizerConfig's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import onnx  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+from graph_macs import MacCounter  # noqa: E402
+
+import models.ppocr.recognizer as rec_mod  # noqa: E402
+from bench.evalsets import discover, score_item  # noqa: E402
+from models.base import Engine  # noqa: E402
+from models.onnx_session import open_session  # noqa: E402
+from models.ppocr.engine import load, model_file  # noqa: E402
+from models.ppocr.head import narrow_classifier  # noqa: E402
+from models.ppocr.recognizer import (  # noqa: E402
+    PPOCRRecognizer,
+    RecognizerConfig,
+    allowed_classes,
+    charset_from_metadata,
+)
+from ocrq.config import EngineOptions, InputLimits, settings_from_env  # noqa: E402
+from ocrq.images import iter_pages  # noqa: E402
+from ocrq.results import page_text  # noqa: E402
+from worker.pipeline import read_pages  # noqa: E402
+
+EVAL = Path(os.environ.get("EVAL", Path(__file__).resolve().parents[2] / "shared" / "eval"))
+SETS = ("lines", "pages/sroie", "pages/oldbooks", "pages/tesseract_test")
+STAGED = Path("/tmp/ocrq-rec-candidates")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    onnx: str
+    chars: str | None = None
+    height: int = 48
+    width_scale: float = RecognizerConfig().width_scale
+
+
+def parse_candidate(spec: str) -> Candidate:
+    name, rest = spec.split("=", 1)
+    rest, _, opts = rest.partition("@")
+    onnx_path, _, chars = rest.partition(":")
+    cand = Candidate(name, onnx_path, chars or None)
+    for opt in filter(None, opts.split(",")):
+        key, value = opt.split("=", 1)
+        cand = replace(cand, **{key: type(getattr(cand, key))(value)})
+    return cand
+
+
+def staged_graph(cand: Candidate, models_dir: Path) -> Path:
+    """The candidate's graph with its dictionary as `character` metadata and its input
+    height left free, written under STAGED (the source file is never touched)."""
+    source = {"ours": "fp32", "ours-int8": "int8"}.get(cand.onnx)
+    path = model_file("rec", source, models_dir) if source else Path(cand.onnx)
+    model = onnx.load(str(path))
+    if cand.chars:
+        lines = Path(cand.chars).read_text(encoding="utf-8").split("\n")
+        meta = {p.key: p for p in model.metadata_props}
+        entry = meta.get("character") or model.metadata_props.add()
+        entry.key, entry.value = "character", "\n".join(lines)
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    dims[2].Clear()
+    dims[2].dim_param = "height"
+    STAGED.mkdir(exist_ok=True)
+    out = STAGED / f"{cand.name}.onnx"
+    onnx.save(model, str(out))
+    return out
+
+
+def load_candidate(cand: Candidate, models_dir: Path) -> tuple[PPOCRRecognizer, Path]:
+    """A PPOCRRecognizer over the candidate graph, its head narrowed as the default's is."""
+    config = replace(RecognizerConfig(), width_scale=cand.width_scale)
+    path = staged_graph(cand, models_dir)
+    narrowed: list[str] = []
+
+    def narrow_head(model) -> bool:
+        meta = {p.key: p.value for p in model.metadata_props}
+        charset = charset_from_metadata(meta["character"])
+        keep = allowed_classes(charset, config.charset)
+        if keep is None or not narrow_classifier(model, keep, len(charset)):
+            return False
+        narrowed.extend(charset[i] for i in keep)
+        return True
+
+    session = open_session(path, 1, arena=False, edit=narrow_head)
+    meta = session.get_modelmeta().custom_metadata_map["character"]
+    return PPOCRRecognizer(session, narrowed or charset_from_metadata(meta), config), path
+
+
+class AtHeight:
+    """A recognizer fed crops scaled to `height` rows instead of 48, timed per call."""
+
+    def __init__(self, inner: PPOCRRecognizer, height: int) -> None:
+        self.inner, self.height, self.seconds = inner, height, 0.0
+        self.columns = 0
+
+    def recognize(self, crops):
+        saved, rec_mod.REC_HEIGHT = rec_mod.REC_HEIGHT, self.height
+        t0 = time.perf_counter()
+        try:
+            cfg = self.inner.config
+            self.columns += sum(rec_mod.resized_width(c.shape[0], c.shape[1], cfg) for c in crops)
+            return self.inner.recognize(crops)
+        finally:
+            self.seconds += time.perf_counter() - t0
+            rec_mod.REC_HEIGHT = saved
+
+
+class CachedDetector:
+    """The default detector's regions for the item being read, found once."""
+
+    def __init__(self) -> None:
+        self.regions: list = []
+
+    def detect(self, image):
+        return self.regions
+
+
+def detect_once(engine: Engine, path: Path) -> list:
+    """The regions the default engine reads on `path`'s first page (in page pixels)."""
+    found: list = []
+    recognize = engine.recognizer.recognize
+
+    class Spy:
+        def recognize(self, crops):
+            return recognize(crops)
+
+    detect = engine.detector.detect_page
+
+    def remember(page):
+        regions = detect(page)
+        ox, oy = page.origin
+        found.extend(
+            r.__class__(tuple((x + ox, y + oy) for x, y in r.quad), r.score) for r in regions
+        )
+        return regions
+
+    engine.detector.detect_page = remember
+    try:
+        list(
+            read_pages(
+                Engine("ppocr", engine.detector, Spy(), {}, engine.classifier),
+                iter_pages(path, InputLimits()),
+            )
+        )
+    finally:
+        del engine.detector.detect_page
+    return found
+
+
+def read_with(
+    rec: AtHeight, base: Engine, cached: CachedDetector, path: Path
+) -> tuple[str, list, float]:
+    engine = Engine("candidate", cached, rec, {}, base.classifier)
+    before = rec.seconds
+    regions = []
+    for page in read_pages(engine, iter_pages(path, InputLimits())):
+        regions += page.regions
+    boxes = [(*r.bbox, r.text) for r in regions if r.page == 0]
+    return page_text(regions), boxes, rec.seconds - before
+
+
+def run(args, cands: dict, base: Engine) -> dict:
+    results: dict = {}
+    cached = CachedDetector()
+    names = list(cands)
+    for folder in args.sets.split(","):
+        for evalset in discover([EVAL / folder], limit=args.limit or None):
+            for item in evalset.items:
+                cached.regions = detect_once(base, item.image)
+                for round_no in range(args.repeats):
+                    for name in names if round_no % 2 == 0 else names[::-1]:
+                        text, boxes, secs = read_with(cands[name], base, cached, item.image)
+                        row = (
+                            results.setdefault(evalset.name, {})
+                            .setdefault(name, {})
+                            .setdefault(item.name, {"s": []})
+                        )
+                        row["s"].append(secs)
+                        if round_no == 0:
+                            row["dist"], row["n"] = score_item(
+                                item, evalset.conventions, text, boxes
+                            )
+                            row["text"] = text
+            print(f"{evalset.name}: done", flush=True)
+    return results
+
+
+def summary(results: dict, baseline: str) -> str:
+    rows = [
+        "| candidate | set | CER % | rec s/page | x ours (rec speed) |",
+        "|---|---|---|---|---|",
+    ]
+    for set_name, by_cand in results.items():
+        base = sum(statistics.median(r["s"]) for r in by_cand[baseline].values())
+        for name, items in by_cand.items():
+            dist = sum(r["dist"] for r in items.values())
+            n = sum(r["n"] for r in items.values())
+            secs = sum(statistics.median(r["s"]) for r in items.values())
+            ratios = [
+                statistics.median(by_cand[baseline][k]["s"]) / statistics.median(r["s"])
+                for k, r in items.items()
+            ]
+            spread = f"{min(ratios):.2f}-{max(ratios):.2f}"
+            rows.append(
+                f"| {name} | {set_name} | {100 * dist / max(n, 1):.2f} | {secs / len(items):.3f} | "
+                f"{base / secs:.2f} ({spread} per item) |"
+            )
+    return "\n".join(rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--candidate", action="append", default=[], help="NAME=ONNX[:DICT][@k=v,...]")
+    ap.add_argument("--sets", default=",".join(SETS), help="folders under $EVAL")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--limit", type=int, default=0, help="items per set (0: all)")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    ort.set_default_logger_severity(3)  # a free input height contradicts the graph's hints
+    models_dir = settings_from_env().models_dir
+    base = load(EngineOptions(engine="ppocr", precision="fp32"), models_dir, 1)
+    specs = [parse_candidate(s) for s in ["ours-fp32=ours", *args.candidate]]
+    cands, macs = {}, {}
+    for cand in specs:
+        rec, path = load_candidate(cand, models_dir)
+        cands[cand.name] = AtHeight(rec, cand.height)
+        macs[cand.name] = MacCounter(path).gmac((1, 3, cand.height, 800))
+    print("GMAC at 1x3xHx800 (full head): " + ", ".join(f"{k} {v:.2f}" for k, v in macs.items()))
+    results = run(args, cands, base)
+    print(f"\nload {os.getloadavg()}\n" + summary(results, "ours-fp32"))
+    if args.json:
+        args.json.write_text(json.dumps({"results": results, "gmac_800": macs}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
