@@ -9,15 +9,22 @@ installed are reported as such; they are never required.
 
 from __future__ import annotations
 
-import platform
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import click
 
+from bench.compose import composed_sets, parse_kinds
 from bench.evalsets import EvalSet, discover
+from bench.layoutcheck import layout_notes
+from bench.pdfbench import check_runners, pdf_bench
+from bench.pdfbench import format_table as format_pdf_table
+from bench.pdfbench import write_json as write_pdf_json
+from bench.pdfrunners import RUNNERS as PDF_RUNNERS
+from bench.pdfrunners import PdfRow
 from bench.pool import PoolResult, run_pool
 from bench.report import (
     Row,
@@ -29,10 +36,10 @@ from bench.report import (
     summarize,
     write_json,
 )
+from bench.runinfo import command_line, loadavg, run_meta, versions
 from bench.runners import DEFAULT_RUNNERS, RunnerSpec, parse_runner, unavailable
-from models.cpu import cpu_model, int8_needs_reduce_range
-from ocrq.config import SMALL_CAPS
-from ocrq.errors import OcrqError
+from ocrq.config import SMALL_CAPS, settings_from_env
+from ocrq.errors import OcrqError, UsageError
 from ocrq.threads import allowed_cores
 
 FOOTNOTE = (
@@ -41,7 +48,16 @@ FOOTNOTE = (
     "(items on line sets); p50/p95: seconds per item inside one process; RSS MB: peak of "
     "the runner's largest process; x rapid: pages/s over RapidOCR's on the same set. "
     "On line sets the peers run their one-line modes (RapidOCR recognition only, "
-    "Tesseract --psm 7); ours reads every image as a page."
+    "Tesseract --psm 7); ours reads every image as a page. CER whole: sets with zones "
+    "(UNLV pages, composed columns) scored as whole pages, the text inside any zone in "
+    "the runner's own reading order; their CER % is zone by zone."
+)
+PDF_FOOTNOTE = (
+    "CER %: each output's text layer read by pdftotext page by page, in its default "
+    "reading order; -layout: read with pdftotext -layout. pages/s: the whole commands, "
+    "start to finish; RSS MB: the largest single process; tree MB: the largest sum over "
+    "the process tree; x tess, x rapid: pages/s over OCRmyPDF+Tesseract's and "
+    "OCRmyPDF+RapidOCR's on the same set."
 )
 
 
@@ -100,6 +116,33 @@ FOOTNOTE = (
     help="Each worker reads the set's first image once, off the clock, before timing "
     "(the queue runner runs as users run it, without one).",
 )
+@click.option(
+    "--compose",
+    multiple=True,
+    help="Also bench layout sets made from the page sets given: 'columns' (2 and 3 pages "
+    "side by side, with a zone per column), 'rotated' (pages turned 90/180/270); "
+    "comma-separated or repeated. Written to a temp folder for the run.",
+)
+@click.option(
+    "--compose-from",
+    "compose_from",
+    multiple=True,
+    help="Compose from this set only (its name in the table, e.g. oldbooks). Repeatable. "
+    "Default: every page set given.",
+)
+@click.option(
+    "--pdf",
+    is_flag=True,
+    help="The PDF bench instead: the page sets as scanned PDFs through OCRmyPDF "
+    "(Tesseract, RapidOCR, ocrq plugins) and ocrq's queue, scored by the text layer; "
+    "-r then names PDF runners (" + ", ".join(PDF_RUNNERS) + ").",
+)
+@click.option(
+    "--rapidocr-python",
+    default=sys.executable,
+    show_default=True,
+    help="With --pdf: the Python that has ocrmypdf-rapidocr installed.",
+)
 @click.pass_context
 def bench(ctx, **options) -> None:
     """Score engines and peers on FOLDERs of images with NAME.gt.txt beside each."""
@@ -110,29 +153,31 @@ def bench(ctx, **options) -> None:
         ctx.exit(exc.exit_code)
 
 
-def _bench(
-    folders,
-    runners,
-    limit,
-    json_path,
-    chart,
-    workers,
-    models_dir,
-    tesseract_cmd,
-    small_caps,
-    warmup,
-):
-    from ocrq.config import settings_from_env
-    from ocrq.errors import UsageError
-
+def _bench(folders, runners, limit, json_path, chart, workers, **options) -> None:  # type: ignore[no-untyped-def]
     if workers < 1:
         raise UsageError("--workers must be at least 1")
-    models_dir = Path(models_dir or settings_from_env().models_dir)
+    if options["pdf"]:
+        if options["compose"] or chart:
+            raise UsageError("--pdf takes page sets as they are: no --compose, no --chart")
+        _pdf(folders, runners, limit, json_path, workers, options["rapidocr_python"])
+        return
+    kinds = parse_kinds(options["compose"])
+    if options["compose_from"] and not kinds:
+        raise UsageError("--compose-from names the sets --compose composes from")
+    sets = discover(folders, limit or None)
+    with tempfile.TemporaryDirectory(prefix="ocrq-bench-composed-") as tmp:
+        if kinds:  # written beside nothing of the user's, gone after the run
+            sets += composed_sets(sets, kinds, options["compose_from"], Path(tmp))
+        _images(sets, folders, runners, limit, json_path, chart, workers, **options)
+
+
+def _images(sets, folders, runners, limit, json_path, chart, workers, **options) -> None:  # type: ignore[no-untyped-def]
+    small_caps, warmup = options["small_caps"], options["warmup"]
+    models_dir = Path(options["models_dir"] or settings_from_env().models_dir)
     specs = [
         replace(parse_runner(label, workers), small_caps=small_caps)
         for label in (runners or DEFAULT_RUNNERS)
     ]
-    sets = discover(folders, limit or None)
     click.echo(
         "sets: "
         + ", ".join(f"{s.name} ({len(s.items)})" for s in sets)
@@ -141,41 +186,86 @@ def _bench(
         err=True,
     )
     started = time.time()
-    load_before = _loadavg()
+    load_before = loadavg()
+    _prepare_engines(specs, models_dir)
     rows: list[Row] = []
     items: list[dict] = []
-    for key in dict.fromkeys((s.precision, s.overrides) for s in specs if s.kind != "rapidocr"):
-        if any(s.kind in ("ours", "queue") and (s.precision, s.overrides) == key for s in specs):
-            _prepare(
-                RunnerSpec(f"ours-{key[0]}", "ours", key[0], 1, key[1], small_caps), models_dir
-            )
     for evalset in sets:
         for spec in specs:
-            scored = _run_one(spec, evalset, models_dir, tesseract_cmd, warmup)
+            scored = _run_one(spec, evalset, models_dir, options["tesseract_cmd"], warmup)
             rows.append(scored.row)
             items.extend(scored.items)
             click.echo(f"  {evalset.name:16s} {spec.label:14s} {_brief(scored.row)}", err=True)
     add_ratios(rows)
     click.echo(format_table(rows))
-    load_after = _loadavg()
+    notes = layout_notes(rows)
+    if notes:
+        click.echo("\nreading order and turned pages (issue #30):\n" + "\n".join(notes))
+    load_after = loadavg()
     click.echo("\n" + FOOTNOTE)
-    if load_before and load_after:
-        click.echo(
-            f"machine load (1-min average) {load_before[0]:.1f} at start, {load_after[0]:.1f} "
-            f"at end, on {len(allowed_cores())} cores: compare figures within this run only."
-        )
-    meta = _meta(folders, specs, limit, workers, models_dir, started)
-    meta.update(warmup=warmup, small_caps=small_caps)
+    _echo_load(load_before, load_after)
+    meta = run_meta(folders, specs, limit, workers, models_dir, started)
+    meta.update(warmup=warmup, small_caps=small_caps, compose=list(options["compose"]))
     meta.update(loadavg_start=load_before, loadavg_end=load_after)
     if json_path:
         write_json(json_path, rows, items, meta)
         click.echo(f"wrote {json_path}")
     if chart:
-        try:
-            draw_chart(chart, rows, title=f"ocrq bench, {time.strftime('%Y-%m-%d %H:%M')}")
-            click.echo(f"wrote {chart}")
-        except ImportError:
-            click.echo("no chart: matplotlib is not installed (pip install ocrq[bench])", err=True)
+        _chart(chart, rows)
+
+
+def _pdf(folders, runners, limit, json_path, workers, rapidocr_python) -> None:  # type: ignore[no-untyped-def]
+    names = check_runners(runners)
+    sets = discover(folders, limit or None)
+    click.echo(
+        f"PDF sets from: {', '.join(s.name for s in sets)}; runners: {', '.join(names)}", err=True
+    )
+    started = time.time()
+    load_before = loadavg()
+
+    def progress(row: PdfRow) -> None:
+        click.echo(f"  {row.set} / {row.runner}: {row.status}", err=True)
+
+    rows = pdf_bench(
+        sets, names, workers=workers, rapidocr_python=rapidocr_python, progress=progress
+    )
+    click.echo(format_pdf_table(rows))
+    click.echo("\n" + PDF_FOOTNOTE)
+    load_after = loadavg()
+    _echo_load(load_before, load_after)
+    if json_path:
+        meta = {"command": command_line(), "folders": [str(f) for f in folders], "limit": limit}
+        meta.update(workers=workers, runners=list(names), cores=allowed_cores())
+        meta.update(started=time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)))
+        meta.update(loadavg_start=load_before, loadavg_end=load_after, versions=versions())
+        write_pdf_json(json_path, rows, meta)
+        click.echo(f"wrote {json_path}")
+
+
+def _echo_load(before: list[float] | None, after: list[float] | None) -> None:
+    if before and after:
+        click.echo(
+            f"machine load (1-min average) {before[0]:.1f} at start, {after[0]:.1f} "
+            f"at end, on {len(allowed_cores())} cores: compare figures within this run only."
+        )
+
+
+def _chart(path: Path, rows: list[Row]) -> None:
+    try:
+        draw_chart(path, rows, title=f"ocrq bench, {time.strftime('%Y-%m-%d %H:%M')}")
+        click.echo(f"wrote {path}")
+    except ImportError:
+        click.echo("no chart: matplotlib is not installed (pip install ocrq[bench])", err=True)
+
+
+def _prepare_engines(specs: list[RunnerSpec], models_dir: Path) -> None:
+    """Each precision and variant of our engine the run uses, loaded once up front."""
+    for key in dict.fromkeys((s.precision, s.overrides) for s in specs if s.kind != "rapidocr"):
+        if any(s.kind in ("ours", "queue") and (s.precision, s.overrides) == key for s in specs):
+            small_caps = specs[0].small_caps
+            _prepare(
+                RunnerSpec(f"ours-{key[0]}", "ours", key[0], 1, key[1], small_caps), models_dir
+            )
 
 
 def _run_one(
@@ -224,59 +314,3 @@ def _brief(row: Row) -> str:
         f"CER {100 * (row.cer or 0):.2f} %, {row.items_per_s or 0:.2f} items/s "
         f"({row.total_s or 0:.1f} s with start-up)"
     )
-
-
-def _versions() -> dict:
-    import importlib.metadata as md
-    import shutil
-    import subprocess
-
-    out = {"python": platform.python_version()}
-    for package in ("onnxruntime", "rapidocr", "numpy"):
-        try:
-            out[package] = md.version(package)
-        except md.PackageNotFoundError:
-            out[package] = None
-    if shutil.which("tesseract"):
-        proc = subprocess.run(["tesseract", "--version"], capture_output=True, text=True)
-        first = (proc.stdout or proc.stderr).splitlines()
-        out["tesseract"] = first[0] if first else None
-    return out
-
-
-def _meta(folders, specs, limit, workers, models_dir, started) -> dict:
-    return {
-        "command": _command_line(),
-        "argv": list(sys.argv),
-        "folders": [str(f) for f in folders],
-        "runners": [s.label for s in specs],
-        "limit": limit or None,
-        "workers": workers,
-        "models_dir": str(models_dir),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
-        "seconds": round(time.time() - started, 1),
-        "cores": allowed_cores(),
-        "machine": platform.machine(),
-        "processor": cpu_model(),
-        "int8_reduce_range": int8_needs_reduce_range(),
-        "versions": _versions(),
-    }
-
-
-def _loadavg() -> list[float] | None:
-    import os
-
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except (AttributeError, OSError):
-        return None
-
-
-def _command_line() -> str:
-    """`ocrq bench ARGS` as typed (best effort: the words after `bench`, if present)."""
-    import shlex
-
-    args = sys.argv[1:]
-    if "bench" in args:
-        args = args[args.index("bench") + 1 :]
-    return shlex.join(["ocrq", "bench", *args])

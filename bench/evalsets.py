@@ -4,7 +4,9 @@ Scoring conventions follow ../shared/eval/README.md, so every figure compares:
 - CER after collapsing whitespace runs and stripping the ends (`ocrq.scoring`);
 - SROIE truth is upper case: scored case-insensitively;
 - oldbooks truth has no end-of-line hyphens: the hypothesis is de-hyphenated first;
-- a page with a `NAME.uzn` zone file (UNLV) is scored only on text read inside its zones.
+- a page with a `NAME.uzn` zone file (UNLV, composed columns) is scored only on text read
+  inside its zones: zone by zone (`score_item`), and as a whole page in the engine's own
+  reading order (`score_whole_page`), whose difference is what the reading order costs.
 """
 
 from __future__ import annotations
@@ -151,27 +153,54 @@ def read_zones(path: Path) -> list[Zone]:
     return zones
 
 
+def _centre_in(box: Box, zone: Zone) -> bool:
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    return zone[0] <= cx <= zone[2] and zone[1] <= cy <= zone[3]
+
+
 def zone_text(boxes: Sequence[Box], zones: Sequence[Zone]) -> str:
     """Text read inside the zones, zone by zone in file order: a box belongs to the first
     zone holding its centre (so overlapping zones never count a box twice)."""
     taken: set[int] = set()
     parts = []
-    for zx0, zy0, zx1, zy1 in zones:
+    for zone in zones:
         inside = []
-        for i, (x0, y0, x1, y1, text) in enumerate(boxes):
-            cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-            if i not in taken and zx0 <= cx <= zx1 and zy0 <= cy <= zy1:
+        for i, box in enumerate(boxes):
+            if i not in taken and _centre_in(box, zone):
                 taken.add(i)
-                inside.append(text)
+                inside.append(box[4])
         parts.append("\n".join(inside))
     return "\n".join(parts)
+
+
+def whole_page_text(boxes: Sequence[Box], zones: Sequence[Zone]) -> str:
+    """Text read inside any zone, in the engine's own reading order: what a reader of the
+    whole page gets, with the truth's zones only keeping out what the truth leaves out
+    (UNLV pages transcribe their zones only)."""
+    return "\n".join(box[4] for box in boxes if any(_centre_in(box, z) for z in zones))
+
+
+def _counts(item: Item, conventions: Conventions, hypothesis: str) -> tuple[int, int]:
+    if conventions.dehyphenate:
+        hypothesis = dehyphenate(hypothesis)
+    return cer_counts(hypothesis, item.reference(), casefold=conventions.casefold)
 
 
 def score_item(
     item: Item, conventions: Conventions, text: str, boxes: Sequence[Box]
 ) -> tuple[int, int]:
-    """(edit distance, reference length) of one item under its set's conventions."""
+    """(edit distance, reference length) of one item under its set's conventions; a zoned
+    page is scored zone by zone (each zone's text against the truth's, in the truth's
+    order), so the engine's order between zones does not count."""
     hypothesis = zone_text(boxes, read_zones(item.zones)) if item.zones else text
-    if conventions.dehyphenate:
-        hypothesis = dehyphenate(hypothesis)
-    return cer_counts(hypothesis, item.reference(), casefold=conventions.casefold)
+    return _counts(item, conventions, hypothesis)
+
+
+def score_whole_page(
+    item: Item, conventions: Conventions, boxes: Sequence[Box]
+) -> tuple[int, int] | None:
+    """A zoned page scored as a whole page, in the engine's reading order (`None` for a
+    page without zones: its one score is already the whole page's)."""
+    if not item.zones:
+        return None
+    return _counts(item, conventions, whole_page_text(boxes, read_zones(item.zones)))

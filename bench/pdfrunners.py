@@ -18,13 +18,12 @@ its own defaults). Peak RSS is that of the largest single process
 (`getrusage(RUSAGE_CHILDREN)` of a small parent that waits for the commands); `tree MB`
 is the largest sum over the commands' whole process tree, sampled every 50 ms.
 
-    python -m bench.pdfrunners ../shared/eval [--set sroie] [--runner ocrmypdf-ocrq] ...
+`ocrq bench --pdf FOLDER...` runs them (`bench/pdfbench.py`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -34,12 +33,10 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import click
-
-from bench.pdfsets import PdfSet, build_sets, score_pages
+from bench.pdfsets import PdfSet, score_pages
 from bench.queue import RUSAGE_WRAPPER
 
 REPO = Path(__file__).resolve().parents[1]
@@ -266,108 +263,3 @@ def add_ratios(rows: Sequence[PdfRow]) -> None:
     for row in rows:
         if row.pages_per_s and base.get(row.set):
             row.vs_tesseract = row.pages_per_s / base[row.set]
-
-
-def pdf_bench(
-    eval_root: Path,
-    *,
-    runners: Sequence[str] = RUNNERS,
-    sets: Sequence[str] = (),
-    limit: int | None = None,
-    workers: int = 2,
-    precision: str = "auto",
-    rapidocr_python: str = sys.executable,
-    keep: Path | None = None,
-    progress=None,  # type: ignore[no-untyped-def]
-) -> list[PdfRow]:
-    """Build the PDF sets from `eval_root` into a temp folder (or `keep`), run every runner
-    on every set (set by set, the runners one after another) and score them."""
-    rows: list[PdfRow] = []
-    with tempfile.TemporaryDirectory(prefix="ocrq-pdfsets-") as tmp:
-        root = keep or Path(tmp)
-        for pdf_set in build_sets(eval_root, root / "sets", limit, sets):
-            for runner in runners:
-                out_dir = root / "out" / pdf_set.name / runner
-                run = run_runner(
-                    runner,
-                    pdf_set.folder,
-                    out_dir,
-                    workers=workers,
-                    precision=precision,
-                    rapidocr_python=rapidocr_python,
-                )
-                rows.append(score(pdf_set, runner, run))
-                if progress:
-                    progress(rows[-1])
-    add_ratios(rows)
-    return rows
-
-
-def _fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
-def format_table(rows: Sequence[PdfRow]) -> str:
-    head = ("set", "runner", "pages", "CER %", "CER % -layout", "pages/s", "RSS MB", "tree MB")
-    head += ("x tess",)
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        if r.status != "ok" and r.cer is None:
-            cells = (r.set, r.runner, str(r.pages), r.status, "", "", "", "", "")
-        else:
-            cells = (
-                r.set,
-                r.runner,
-                str(r.pages),
-                _fmt(None if r.cer is None else 100 * r.cer, ".2f"),
-                _fmt(None if r.cer_layout is None else 100 * r.cer_layout, ".2f"),
-                _fmt(r.pages_per_s, ".2f"),
-                _fmt(r.peak_rss_mb, ".0f"),
-                _fmt(r.tree_rss_mb, ".0f"),
-                _fmt(r.vs_tesseract, ".2f"),
-            )
-        lines.append("| " + " | ".join(cells) + " |")
-    notes = [f"{r.set} / {r.runner}: {r.status}" for r in rows if r.status != "ok" and r.cer]
-    return "\n".join(lines + notes)
-
-
-@click.command("pdf-bench")
-@click.argument("eval_root", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--runner", "-r", "runners", multiple=True, type=click.Choice(RUNNERS))
-@click.option("--set", "sets", multiple=True, help="sroie, oldbooks, oldbooks-multipage")
-@click.option("--limit", type=int, default=None, help="first N images of each source")
-@click.option("--workers", "-w", type=int, default=2, show_default=True, help="ocrq run -w")
-@click.option("--precision", default="auto", show_default=True, help="our engine's")
-@click.option(
-    "--rapidocr-python",
-    default=sys.executable,
-    show_default=True,
-    help="the Python that has ocrmypdf-rapidocr installed (it may need its own venv)",
-)
-@click.option("--keep", type=click.Path(file_okay=False, path_type=Path), default=None)
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
-def main(eval_root, runners, sets, limit, workers, precision, rapidocr_python, keep, json_path):  # type: ignore[no-untyped-def]
-    """OCR scanned PDFs built from EVAL_ROOT (../shared/eval) with OCRmyPDF (Tesseract,
-    RapidOCR plugin, ocrq plugin) and ocrq's queue; score each output's text layer."""
-
-    def progress(row: PdfRow) -> None:
-        click.echo(f"  {row.set} / {row.runner}: {row.status}", err=True)
-
-    rows = pdf_bench(
-        eval_root,
-        runners=runners or RUNNERS,
-        sets=sets,
-        limit=limit,
-        workers=workers,
-        precision=precision,
-        rapidocr_python=rapidocr_python,
-        keep=keep,
-        progress=progress,
-    )
-    click.echo(format_table(rows))
-    if json_path:
-        json_path.write_text(json.dumps([asdict(r) for r in rows], indent=1) + "\n")
-
-
-if __name__ == "__main__":
-    main()

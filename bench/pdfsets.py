@@ -1,21 +1,23 @@
-"""PDF evaluation sets, built on the fly from ../shared/eval into a temporary folder (never
-into the repository: the data's licences differ, see its README).
+"""PDF evaluation sets, built on the fly from image eval sets into a temporary folder (never
+into the repository: the data's licences differ, see ../shared/eval/README.md).
 
 Scanned PDFs made with img2pdf, losslessly (a JPEG is embedded as it is, a TIFF's pixels
-are re-encoded without loss), so every PDF tool OCRs the very pixels the image sets hold:
+are re-encoded without loss), so every PDF tool OCRs the very pixels the image sets hold.
+From each page set given to `ocrq bench --pdf` (line sets and zoned UNLV pages are left
+out: a text layer has no boxes to keep inside zones):
 
-- `sroie`: one PDF per receipt (`pages/sroie/*.jpg`);
-- `oldbooks`: one PDF per book page (`pages/oldbooks/*.tif`);
-- `oldbooks-multipage`: one PDF of all the book pages, in name order.
+- `NAME`: one PDF per image (`sroie`: one per receipt; `oldbooks`: one per book page);
+- `NAME-multipage`: for book sets (named `oldbooks`), also one PDF of all their pages,
+  in name order.
 
 Each page's truth is the `.gt.txt` beside its image, scored under the set's conventions
 from the eval README (`bench.evalsets.score_item`: SROIE case-insensitively, oldbooks
 after joining end-of-line hyphens).
 
-A page is placed at its image's own resolution when it gives a plausible one, else at the
-set's: the book pages are 300 dpi scans whose TIFFs say 1 dpi; a receipt without one gets
-img2pdf's default, 96 dpi. OCRmyPDF rasterizes an image-only page at its image's
-resolution, so the OCR'd pixels are the image's whatever size the page is.
+A page is placed at the resolution img2pdf reads from its image: 96 dpi (its default)
+where the image states none or, as the book TIFFs do, a resolution without a unit; 300
+dpi where it reads an implausible one. OCRmyPDF rasterizes an image-only page at its
+image's resolution, so the OCR'd pixels are the image's whatever size the page is.
 """
 
 from __future__ import annotations
@@ -24,14 +26,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.evalsets import Conventions, Item, conventions_for, discover, score_item
+from bench.evalsets import Conventions, EvalSet, Item, score_item
 
-# (set name, folder under the eval root, image suffix, dpi when the image gives none)
-SOURCES = (
-    ("sroie", "pages/sroie", ".jpg", None),
-    ("oldbooks", "pages/oldbooks", ".tif", 300.0),
-)
-MULTIPAGE = "oldbooks"  # this set also gets one PDF of all its pages
+MULTIPAGE = "oldbook"  # sets named so also get one PDF of all their pages
+SCAN_DPI = 300.0  # where img2pdf reads an implausible resolution (scans are 300 dpi)
 DPI_RANGE = (50.0, 4800.0)
 
 
@@ -53,47 +51,45 @@ class PdfSet:
         return sum(len(doc.pages) for doc in self.docs)
 
 
-def write_pdf(images: Sequence[Path], target: Path, default_dpi: float | None) -> Path:
+def write_pdf(images: Sequence[Path], target: Path) -> Path:
     """A scanned PDF of `images`, one page each, without re-encoding loss."""
     import img2pdf
 
     def layout(imgwidthpx, imgheightpx, ndpi):  # type: ignore[no-untyped-def]
-        dpi = ndpi if all(DPI_RANGE[0] <= d <= DPI_RANGE[1] for d in ndpi) else None
-        dpi = dpi or ((default_dpi, default_dpi) if default_dpi else (96.0, 96.0))
+        plausible = all(DPI_RANGE[0] <= d <= DPI_RANGE[1] for d in ndpi)
+        dpi = ndpi if plausible else (SCAN_DPI, SCAN_DPI)
         return img2pdf.get_fixed_dpi_layout_fun(dpi)(imgwidthpx, imgheightpx, ndpi)
 
     target.write_bytes(img2pdf.convert([str(p) for p in images], layout_fun=layout))
     return target
 
 
-def build_sets(
-    eval_root: Path, out_dir: Path, limit: int | None = None, names: Sequence[str] = ()
-) -> list[PdfSet]:
-    """The PDF sets (all, or those in `names`) written under `out_dir`, one folder each.
-    `limit` keeps the first N images of each source (sorted by name)."""
+def pdf_items(evalset: EvalSet) -> tuple[Item, ...]:
+    """The set's pages a PDF bench can score: whole pages (no line images, no zones)."""
+    if evalset.conventions.line_images:
+        return ()
+    return tuple(item for item in evalset.items if item.zones is None)
+
+
+def build_sets(evalsets: Sequence[EvalSet], out_dir: Path) -> list[PdfSet]:
+    """The PDF sets made from `evalsets`, written under `out_dir`, one folder each."""
     sets = []
-    for name, sub, suffix, default_dpi in SOURCES:
-        wanted = (name, f"{name}-multipage") if name == MULTIPAGE else (name,)
-        if names and not set(wanted) & set(names):
+    for evalset in evalsets:
+        items = pdf_items(evalset)
+        if not items:
             continue
-        source = Path(eval_root) / sub
-        (found,) = discover([source], limit)
-        items = tuple(i for i in found.items if i.image.suffix.lower() == suffix)
-        conventions = conventions_for(name, items)
-        if not names or name in names:
-            folder = out_dir / name
+        name = evalset.name.replace("/", "-")
+        folder = out_dir / name
+        folder.mkdir(parents=True, exist_ok=True)
+        docs = tuple(PdfDoc(write_pdf([i.image], folder / f"{i.name}.pdf"), (i,)) for i in items)
+        sets.append(PdfSet(name, folder, docs, evalset.conventions))
+        if MULTIPAGE in name.lower() and len(items) > 1:
+            folder = out_dir / f"{name}-multipage"
             folder.mkdir(parents=True, exist_ok=True)
-            docs = tuple(
-                PdfDoc(write_pdf([i.image], folder / f"{i.name}.pdf", default_dpi), (i,))
-                for i in items
+            path = write_pdf([i.image for i in items], folder / f"{name}.pdf")
+            sets.append(
+                PdfSet(f"{name}-multipage", folder, (PdfDoc(path, items),), evalset.conventions)
             )
-            sets.append(PdfSet(name, folder, docs, conventions))
-        multi = f"{name}-multipage"
-        if name == MULTIPAGE and (not names or multi in names):
-            folder = out_dir / multi
-            folder.mkdir(parents=True, exist_ok=True)
-            path = write_pdf([i.image for i in items], folder / f"{name}.pdf", default_dpi)
-            sets.append(PdfSet(multi, folder, (PdfDoc(path, items),), conventions))
     return sets
 
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bench.evalsets import EvalSet, score_item
+from bench.evalsets import EvalSet, score_item, score_whole_page
 from bench.pool import PoolResult
 
 OK = "ok"
@@ -23,6 +23,8 @@ class Row:
     items: int = 0
     failed: int = 0
     cer: float | None = None  # summed edits / summed reference characters
+    # zoned sets (UNLV, composed columns): the same pages as whole pages, in reading order
+    cer_whole_page: float | None = None
     items_per_s: float | None = None  # pages/s on page sets
     lines_per_s: float | None = None
     p50_s: float | None = None  # seconds per item, as one worker saw it
@@ -71,10 +73,14 @@ def summarize(
         row.total_s = result.total_seconds
         return Scored(row)
     dist_sum = ref_sum = lines = failed = 0
+    whole: list[tuple[int, int]] = []
     records = []
     for item, got in zip(evalset.items, result.items, strict=True):
         text = "" if got.error else got.text
-        dist, n = score_item(item, evalset.conventions, text, [] if got.error else got.boxes)
+        boxes = [] if got.error else got.boxes
+        dist, n = score_item(item, evalset.conventions, text, boxes)
+        page = score_whole_page(item, evalset.conventions, boxes)
+        whole += [page] if page else []
         dist_sum += dist
         ref_sum += n
         lines += got.lines
@@ -85,6 +91,7 @@ def summarize(
                 "set": evalset.name,
                 "item": item.image.name,
                 "cer": dist / max(n, 1),
+                "cer_whole_page": page[0] / max(page[1], 1) if page else None,
                 "edits": dist,
                 "ref_chars": n,
                 "seconds": got.seconds,
@@ -104,6 +111,7 @@ def summarize(
         items=count,
         failed=failed,
         cer=dist_sum / max(ref_sum, 1),
+        cer_whole_page=_whole_page_cer(whole),
         items_per_s=count / wall if wall > 0 else None,
         lines_per_s=(count if line_set else lines) / wall if wall > 0 else None,
         p50_s=percentile([r["seconds"] for r in records], 50),
@@ -116,6 +124,13 @@ def summarize(
         precision=precision,
     )
     return Scored(row, records)
+
+
+def _whole_page_cer(counts: Sequence[tuple[int, int]]) -> float | None:
+    """Summed edits over summed reference characters of the zoned pages (None: no zones)."""
+    if not counts:
+        return None
+    return sum(d for d, _ in counts) / max(sum(n for _, n in counts), 1)
 
 
 def add_ratios(rows: Sequence[Row], peer: str = "rapidocr") -> None:
@@ -140,6 +155,7 @@ COLUMNS = [
     ("procs", 5, ">"),
     ("items", 5, ">"),
     ("CER %", 7, ">"),
+    ("CER whole", 9, ">"),
     ("pages/s", 8, ">"),
     ("lines/s", 8, ">"),
     ("p50 s", 7, ">"),
@@ -168,6 +184,7 @@ def format_table(rows: Sequence[Row]) -> str:
             continue
         cells = lead + [
             _fmt(100 * row.cer if row.cer is not None else None, ".2f"),
+            _fmt(100 * row.cer_whole_page if row.cer_whole_page is not None else None, ".2f"),
             _fmt(row.items_per_s, ".2f"),
             _fmt(row.lines_per_s, ".1f"),
             _fmt(row.p50_s, ".3f"),

@@ -1,5 +1,8 @@
 """Measure the layout step (models/layout.py) and page orientation (models/orientation.py)
-on the real book pages of $EVAL (default ../shared/eval), read by the real engine.
+on the real book pages of $EVAL (default ../shared/eval), read by the real engine, inside
+one process: today's order against the layout's on the same regions, and the cost of each
+step. The bench measures the same composites as users run them: `ocrq bench FOLDER
+--compose columns,rotated` (bench/compose.py makes both).
 
     python scripts/eval_layout.py [--precision fp32] [--json out.json]
 
@@ -34,6 +37,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.compose import column_groups, paste, turn  # noqa: E402
 from bench.evalsets import discover, score_item  # noqa: E402
 from models.layout import layout  # noqa: E402
 from models.order import group_lines  # noqa: E402
@@ -106,17 +110,6 @@ def book_pages() -> list[tuple[str, np.ndarray, str]]:
     return out
 
 
-def paste(pages: list[np.ndarray]) -> np.ndarray:
-    """Side by side at their own resolution, top-aligned, white below the shorter ones."""
-    height = max(p.shape[0] for p in pages)
-    canvas = np.full((height, sum(p.shape[1] for p in pages)), 255, np.uint8)
-    x = 0
-    for p in pages:
-        canvas[: p.shape[0], x : x + p.shape[1]] = p
-        x += p.shape[1]
-    return canvas
-
-
 def skew(page: np.ndarray, degrees: float) -> np.ndarray:
     h, w = page.shape[:2]
     matrix = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
@@ -158,10 +151,9 @@ def main() -> None:
 
     if "a" in parts:
         cols = Totals()
-        n = len(books)
-        groups = [(books[i], books[i + 1]) for i in range(0, n - 1, 2)]  # a book's spread
-        groups += [tuple(books[(i + j) % n] for j in range(3)) for i in range(0, n, 2)]
-        groups = [(b,) for b in books] + groups  # single pages: must read the same
+        # the same composites as `ocrq bench --compose columns` (bench/compose.py)
+        groups = [(b,) for b in books]  # single pages: must read the same
+        groups += [tuple(books[i] for i in g) for k in (2, 3) for g in column_groups(len(books), k)]
         for group in groups:
             names = "+".join(g[0] for g in group)
             composite = paste([g[1] for g in group])
@@ -192,7 +184,7 @@ def main() -> None:
     if "b" in parts:
         turned = Totals()
         for name, page, truth in books:
-            cases = [(a, np.rot90(page, a // 90)) for a in (0, 90, 180, 270)]
+            cases = [(a, turn(page, a)) for a in (0, 90, 180, 270)]
             cases += [(f"skew{d:+d}", skew(page, d)) for d in (3, -3)]
             for label, scan in cases:
                 scan = np.ascontiguousarray(scan)
