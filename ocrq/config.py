@@ -139,6 +139,10 @@ class ServerSettings:
     max_upload_bytes: int = 200 * 1024 * 1024  # one request's body; more: 413
     max_waiting: int = 16  # POST /infer requests held open at once; more: 429
     max_backlog: int = 10_000  # pages queued or running; new work past it: 503
+    # an upload's file is kept this long after its document finished (its PDF export
+    # needs it), and finished ones go oldest first while the spool holds more bytes
+    spool_keep_hours: float = 24.0
+    spool_max_bytes: int = 5 * 1024**3
 
 
 @dataclass(frozen=True)
@@ -193,6 +197,8 @@ def _server_settings(env: dict[str, str]) -> ServerSettings:
         max_upload_bytes=_number(env, "OCRQ_MAX_UPLOAD_BYTES", int, s.max_upload_bytes),
         max_waiting=_number(env, "OCRQ_MAX_WAITING", int, s.max_waiting),
         max_backlog=_number(env, "OCRQ_MAX_BACKLOG", int, s.max_backlog),
+        spool_keep_hours=_number(env, "OCRQ_SPOOL_KEEP_HOURS", float, s.spool_keep_hours),
+        spool_max_bytes=_number(env, "OCRQ_SPOOL_MAX_BYTES", int, s.spool_max_bytes),
     )
 
 

@@ -209,6 +209,14 @@ def create_app(service: Service) -> FastAPI:
             why = "; ".join(f"page {p + 1}: {reason}" for p, reason in missing)
             raise HTTPException(422, f"no page could be read ({why})")
         source = Path(decode_path(jobs[0]["path"]))
+        if format == ExportFormat.pdf and not source.exists():
+            raise HTTPException(
+                410,
+                "the searchable PDF is drawn over the original file, which is no longer "
+                "kept (uploads: OCRQ_SPOOL_KEEP_HOURS after the document finished, less "
+                "when the spool is over OCRQ_SPOOL_MAX_BYTES); json, txt, hocr and alto "
+                "still answer",
+            )
         folder = tempfile.mkdtemp(prefix="ocrq-export-")
         name = Path(records.display_name(jobs[0]["path"])).stem + DOCUMENT_FORMATS[format.value]
         target = Path(folder) / name

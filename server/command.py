@@ -120,6 +120,8 @@ def serve(
         max_upload_bytes=server.max_upload_bytes,
         max_waiting=max_waiting or server.max_waiting,
         max_backlog=server.max_backlog,
+        spool_keep_seconds=server.spool_keep_hours * 3600.0,
+        spool_max_bytes=server.spool_max_bytes,
     )
     service = Service(config, backend)
     click.echo(

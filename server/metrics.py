@@ -73,6 +73,11 @@ class _QueueCollector(Collector):
             "Pages finished per second over the last minute.",
             value=data["pages_per_second"],
         )
+        yield GaugeMetricFamily(
+            "ocrq_spool_bytes",
+            "Bytes of uploads kept in the spool (at the last sweep).",
+            value=data["spool"]["bytes"],
+        )
         busy = sum(1 for w in data["workers"] if w["state"] == "busy")
         yield GaugeMetricFamily(
             "ocrq_workers", "Workers seen (local pool: children).", value=len(data["workers"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import os
 import shutil
@@ -24,8 +25,10 @@ from producer.collect import WalkRequest, collect
 from producer.submit import HashedFile, plan_and_record
 from server import records
 from server.backends import LocalBackend, QueueBackend
+from server.retention import Sweep, sweep
 from server.uploads import Spool, UploadRejected
 
+log = logging.getLogger("ocrq.serve")
 WAIT_POLL = {"local": 0.5, "queue": 0.2}  # s between looks at waited-for jobs (local: kicked)
 
 
@@ -66,7 +69,15 @@ class ServeConfig:
     max_upload_bytes: int
     max_waiting: int
     max_backlog: int
+    spool_keep_seconds: float = 24 * 3600.0  # an upload's file after its document finished
+    spool_max_bytes: int = 5 * 1024**3  # past this, finished documents' files go first
     infer_timeout: float = 600.0  # s /infer holds a connection without a `timeout`
+
+    @property
+    def sweep_interval(self) -> float:
+        """s between looks at the spool: often enough that a file outlives its keep time
+        by at most a quarter of it (and a minute)."""
+        return min(60.0, max(1.0, self.spool_keep_seconds / 4))
 
 
 class Service:
@@ -81,6 +92,8 @@ class Service:
         self.infer_waiting = 0  # /infer requests held open (the guard counts them)
         self._rate = 0.0
         self._snapshot: tuple[float, dict] | None = None
+        self.spool_state = Sweep()
+        self._sweeper: asyncio.Task | None = None
 
     # ---- life ---------------------------------------------------------------------------
 
@@ -88,13 +101,33 @@ class Service:
         self.waiters.bind(asyncio.get_running_loop())
         self.backend.start(self.waiters.kick_threadsafe)
         self.waiters.task = asyncio.create_task(self.waiters.run())
+        self._sweeper = asyncio.create_task(self._sweep_spool())
 
     async def stop(self) -> None:
-        if self.waiters.task is not None:
-            self.waiters.task.cancel()
+        for task in (self.waiters.task, self._sweeper):
+            if task is not None:
+                task.cancel()
         await asyncio.to_thread(self.backend.stop)
         self.spool.close()
         self.store.dispose()
+
+    async def _sweep_spool(self) -> None:
+        """Uploads' files the retention rule lets go (server/retention.py), now and then."""
+        while True:
+            try:
+                self.spool_state = await asyncio.to_thread(self.sweep_spool)
+            except Exception as exc:  # noqa: BLE001 - a busy database: look again next round
+                log.warning("spool sweep failed: %s: %s", type(exc).__name__, exc)
+            await asyncio.sleep(self.config.sweep_interval)
+
+    def sweep_spool(self) -> Sweep:
+        return sweep(
+            self.spool.root,
+            self.store,
+            self.config.spool_keep_seconds,
+            self.config.spool_max_bytes,
+            lock=self.spool.lock,
+        )
 
     # ---- taking work ----------------------------------------------------------------------
 
@@ -125,6 +158,13 @@ class Service:
         if not uploads:
             raise Refused(400, "no file given")
         self.check_capacity()
+        if self.spool_state.over:
+            raise Refused(
+                503,
+                f"the upload spool holds {self.spool_state.total} bytes of documents still "
+                f"open (limit {self.config.spool_max_bytes}, OCRQ_SPOOL_MAX_BYTES)",
+                retry_after=self.retry_after(records.backlog(self.store)),
+            )
         spooled = []
         try:
             for upload in uploads:
@@ -262,6 +302,8 @@ class Service:
         data["infer_waiting"] = self.infer_waiting
         data["infer_limit"] = self.config.max_waiting
         data["workers"] = self.backend.worker_states(activity)
+        spool = self.spool_state
+        data["spool"] = {"bytes": spool.total, "documents": spool.kept, "over": spool.over}
         self._snapshot = (now, data)
         return data
 

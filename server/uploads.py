@@ -90,6 +90,9 @@ class Spool:
         self.limits = replace(limits, input_roots=(str(self.root),), roots_from="the upload spool")
         self._counter: cf.ProcessPoolExecutor | None = None
         self._counter_lock = threading.Lock()
+        # held while an upload is linked to its blob, and while the sweep removes files
+        # (server/retention.py): a blob no document links to yet is not taken away
+        self.lock = threading.Lock()
 
     def close(self) -> None:
         with self._counter_lock:
@@ -121,17 +124,17 @@ class Spool:
                     out.write(chunk)
             if size == 0:
                 raise UploadRejected(400, "empty file")
-            sha = digest.hexdigest()
-            blob = self._keep(tmp, sha)
+            name = safe_name(client_name, head)
+            folder = self.root / "docs" / time.strftime("%Y-%m-%d") / uuid.uuid4().hex
+            path = folder / name
+            with self.lock:
+                blob = self._keep(tmp, digest.hexdigest())
+                folder.mkdir(parents=True)
+                os.link(blob, path)
         finally:
             tmp.unlink(missing_ok=True)
-        name = safe_name(client_name, head)
-        folder = self.root / "docs" / time.strftime("%Y-%m-%d") / uuid.uuid4().hex
-        folder.mkdir(parents=True)
-        path = folder / name
-        os.link(blob, path)
         pages, note = self.count(str(path))
-        return Spooled(str(path), name, sha, size, pages, note)
+        return Spooled(str(path), name, digest.hexdigest(), size, pages, note)
 
     def _keep(self, tmp: Path, sha: str) -> Path:
         blob = self.root / "blobs" / sha[:2] / sha

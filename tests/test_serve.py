@@ -348,6 +348,26 @@ def test_metrics_and_status(served):
     assert status["batches"][0]["document_list"]
 
 
+def test_uploads_are_removed_once_their_keep_time_is_over(tmp_path):
+    """OCRQ_SPOOL_KEEP_HOURS of about a second: once the document is done its file
+    goes; its searchable PDF (drawn over that file) then answers 410, its text still 200."""
+    env = {"OCRQ_SPOOL_KEEP_HOURS": "0.0003"}
+    with Served(tmp_path, "--local", "-w", "1", env=env) as server, server.client() as client:
+        lines = unique_lines(2)
+        body = client.post("/infer", files={"file": ("kept.png", page_png(lines))}).json()
+        assert body["status"] == "done"
+
+        def spooled() -> list[Path]:
+            return list((server.spool / "docs").glob("*/*/*"))
+
+        wait_for(lambda: not spooled(), 60, "the upload to be removed", 0.2)
+        assert not list((server.spool / "blobs").glob("*/*"))
+        gone = client.get(f"/documents/{body['id']}/export?format=pdf")
+        assert gone.status_code == 410 and "no longer" in gone.json()["detail"]
+        close_enough(client.get(f"/documents/{body['id']}/export?format=txt").text, lines)
+        assert client.get("/status").json()["spool"]["bytes"] == 0
+
+
 # ------------------------------------------------------------------- start-up and the queue
 
 
