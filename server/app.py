@@ -1,4 +1,7 @@
-"""The FastAPI application: routes over `server.service.Service`. OpenAPI at /docs."""
+"""The FastAPI application: routes over `server.service.Service`. OpenAPI at /docs: Swagger
+UI with its script and style served from here (`fastapi_offline`'s copies, under
+/static/docs/), so the docs work on a machine without internet. No ReDoc: its page loads
+a logo from its maker's CDN."""
 
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from fastapi import (
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.security import HTTPBearer
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.background import BackgroundTask
 
@@ -53,6 +57,7 @@ MEDIA = {
     "txt": "text/plain; charset=utf-8",
 }
 
+DOCS_ASSETS = "/static/docs"  # Swagger UI's files (public, as all of /static/ is)
 bearer = HTTPBearer(auto_error=False, description="OCRQ_API_TOKEN, when the server has one")
 
 
@@ -67,11 +72,13 @@ def create_app(service: Service) -> FastAPI:
         finally:
             await service.stop()
 
-    app = FastAPI(
+    app = FastAPIOffline(
         title="ocrq",
         summary="Batch OCR queue: images and PDFs in, text with boxes out.",
         version="0.1.0",
         lifespan=lifespan,
+        static_url=DOCS_ASSETS,
+        redoc_url=None,
     )
     metrics = Metrics(service.snapshot, lambda: service.infer_waiting)
     app.add_middleware(

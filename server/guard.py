@@ -33,7 +33,6 @@ PUBLIC = {
     "/health",
     "/docs",
     "/docs/oauth2-redirect",
-    "/redoc",
     "/openapi.json",
 }
 PUBLIC_PREFIXES = ("/static/",)

@@ -9,6 +9,7 @@ import concurrent.futures as cf
 import contextlib
 import io
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -188,6 +189,14 @@ def test_token_is_required(served):
         assert page.status_code == 200 and "ocrq status" in page.text
         assert "script-src 'self'" in page.headers["content-security-policy"]
         assert "/infer" in anonymous.get("/openapi.json").json()["paths"]
+        # the API docs, with their script, style and icon from this server (no CDN)
+        html = anonymous.get("/docs")
+        assert html.status_code == 200
+        assets = re.findall(r'(?:src|href)="([^"]+)"', html.text)
+        assert len(assets) == 3 and all(a.startswith("/static/docs/") for a in assets), assets
+        for asset in assets:
+            got = anonymous.get(asset)
+            assert got.status_code == 200 and len(got.content) > 1000, asset
 
 
 def test_upload_over_the_size_or_page_limit_is_413(served):

@@ -153,3 +153,33 @@ def test_status_page_follows_a_document_to_done_and_shows_failures(browser, serv
         assert not errors, errors
     finally:
         page.close()
+
+
+def test_api_docs_load_with_nothing_from_other_sites(browser, served, tmp_path):
+    """Swagger UI renders the API from this server's own files: every request for
+    another origin is refused (and recorded), as on a machine without internet."""
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    outside: list[str] = []
+    errors: list[str] = []
+
+    def only_here(route) -> None:
+        if route.request.url.startswith(served.url + "/"):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_here)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto(served.url + "/docs")
+        operation = page.locator(".opblock-summary-path[data-path='/infer']")
+        expect(operation).to_be_visible(timeout=30_000)
+        expect(
+            page.locator(".opblock-summary-path[data-path='/documents/{doc_id}']")
+        ).to_be_visible()
+        page.screenshot(path=str(tmp_path / "docs.png"), full_page=True)
+        assert not outside, outside
+        assert not errors, errors
+    finally:
+        page.close()
