@@ -9,8 +9,19 @@
 database and spool) on a free loopback port; `--start-rapidocr-api CMD` starts
 `CMD -ip 127.0.0.1 -p PORT -workers 2`. Requests to ocrq carry `force=true`, so every
 one is read again (the same bytes would otherwise be answered from the first result).
+The targets run side by side: each level runs on every target in turn (the order turned
+around from one level to the next) before the next level, so a machine shared with
+other work loads them alike; the load average is printed with each row.
+
+`--overload N` then sends N concurrent clients at ocrq for `--overload-seconds`: each
+sends a receipt, and on 429/503 waits what Retry-After says before the next. Counted:
+results, 429s and 503s with Retry-After, and lost requests (no answer, a timeout, any
+other status, a 429/503 without Retry-After); the server's RSS (the process and its
+children) is sampled twice a second.
+
 Loopback only: a target on any other address is refused. Every loop is bounded: each
-concurrency level sends `--passes` times the set, each request times out.
+concurrency level sends `--passes` times the set, the overload stops sending after its
+seconds, each request times out.
 """
 
 from __future__ import annotations
@@ -34,6 +45,7 @@ from urllib.parse import urlsplit
 
 import click
 import httpx
+import psutil
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -156,6 +168,111 @@ async def warm_up(name: str, url: str, token: str | None, items: list[Item]) -> 
     return {}
 
 
+# ---- 10x overload -----------------------------------------------------------------------------
+
+
+@dataclass
+class Overload:
+    clients: int
+    seconds: float = 0.0
+    codes: dict[str, int] = field(default_factory=dict)
+    lost: dict[str, int] = field(default_factory=dict)
+    rss_mb: list[float] = field(default_factory=list)  # server + children, sampled
+    main_rss_mb: list[float] = field(default_factory=list)  # the server process alone
+    result_latencies: list[float] = field(default_factory=list)
+
+    def row(self) -> dict:
+        lat = sorted(self.result_latencies)
+        return {
+            "clients": self.clients,
+            "seconds": round(self.seconds, 1),
+            "answers": dict(sorted(self.codes.items())),
+            "lost": dict(self.lost),
+            "results_per_s": round(len(lat) / self.seconds, 2) if self.seconds else 0.0,
+            "result_p95_s": round(lat[min(len(lat) - 1, int(0.95 * len(lat)))], 2) if lat else None,
+            "rss_mb_first": round(self.rss_mb[0]) if self.rss_mb else None,
+            "rss_mb_peak": round(max(self.rss_mb)) if self.rss_mb else None,
+            "rss_mb_last": round(self.rss_mb[-1]) if self.rss_mb else None,
+            "main_rss_mb_first_peak_last": [
+                round(x)
+                for x in (self.main_rss_mb[:1] + [max(self.main_rss_mb)] + self.main_rss_mb[-1:])
+            ]
+            if self.main_rss_mb
+            else None,
+        }
+
+
+def tree_rss_mb(pid: int) -> tuple[float, float]:
+    """RSS of the process and of it with all its children, MB."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+        main = root.memory_info().rss
+    except psutil.NoSuchProcess:
+        return 0.0, 0.0
+    total = 0
+    for proc in procs:
+        try:
+            total += proc.memory_info().rss
+        except psutil.NoSuchProcess:
+            continue
+    return main / 2**20, total / 2**20
+
+
+async def overload(
+    url: str, token: str | None, items: list[Item], clients: int, seconds: float, pid: int | None
+) -> Overload:
+    result = Overload(clients)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    deadline = time.monotonic() + seconds
+    done = asyncio.Event()
+
+    async def sample() -> None:
+        while pid and not done.is_set():
+            main, total = tree_rss_mb(pid)
+            result.main_rss_mb.append(main)
+            result.rss_mb.append(total)
+            await asyncio.sleep(0.5)
+
+    async def one_client(index: int, client: httpx.AsyncClient) -> None:
+        n = index
+        while time.monotonic() < deadline:
+            item = items[n % len(items)]
+            n += clients
+            started = time.perf_counter()
+            wait = 0.0
+            try:
+                answer = await client.post(
+                    "/infer",
+                    params={"force": "true"},
+                    files={"file": (item.name, item.data, "image/jpeg")},
+                )
+                code, retry = str(answer.status_code), answer.headers.get("retry-after")
+            except httpx.HTTPError as exc:
+                code, retry = type(exc).__name__, None
+            if code == "200":
+                result.result_latencies.append(time.perf_counter() - started)
+            elif code in ("429", "503") and retry and retry.isdigit():
+                wait = float(retry)
+            else:
+                result.lost[code] = result.lost.get(code, 0) + 1
+                wait = 1.0
+            result.codes[code] = result.codes.get(code, 0) + 1
+            await asyncio.sleep(min(wait, max(0.0, deadline - time.monotonic())))
+
+    async with httpx.AsyncClient(
+        base_url=url, headers=headers, timeout=REQUEST_TIMEOUT, limits=limits
+    ) as client:
+        sampler = asyncio.create_task(sample())
+        started = time.perf_counter()
+        await asyncio.gather(*(one_client(i, client) for i in range(clients)))
+        result.seconds = time.perf_counter() - started
+        done.set()
+        await sampler
+    return result
+
+
 # ---- starting the servers --------------------------------------------------------------------
 
 
@@ -242,14 +359,21 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def load_average() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
 def markdown(rows: list[dict]) -> str:
-    head = "| server | clients | requests | pages/s | p50 s | p95 s | CER % | errors |"
-    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---|"]
+    head = "| server | clients | requests | pages/s | p50 s | p95 s | CER % | errors | load |"
+    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---|---|"]
     for r in rows:
         errors = ", ".join(f"{k}: {v}" for k, v in r["errors"].items()) or "0"
         lines.append(
             f"| {r['target']} | {r['clients']} | {r['requests']} | {r['pages_per_s']} | "
-            f"{r['p50_s']} | {r['p95_s']} | {r['cer_pct']} | {errors} |"
+            f"{r['p50_s']} | {r['p95_s']} | {r['cer_pct']} | {errors} | {r['load']} |"
         )
     return "\n".join(lines)
 
@@ -296,8 +420,27 @@ def load_set(folder: Path) -> list[Item]:
 @click.option("--token", default=None, help="Bearer token for ocrq (a server with OCRQ_API_TOKEN).")
 @click.option("--clients", default="1,4,16", show_default=True)
 @click.option("--passes", default=2, show_default=True, help="Times the set is sent per level.")
+@click.option(
+    "--overload",
+    "overload_clients",
+    type=int,
+    default=0,
+    help="Then N concurrent clients at ocrq (160: ten times the 16 /infer it holds open).",
+)
+@click.option("--overload-seconds", default=90.0, show_default=True)
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None)
-def main(folder, targets, ocrq_workers, rapidocr_cmd, token, clients, passes, json_out) -> None:
+def main(
+    folder,
+    targets,
+    ocrq_workers,
+    rapidocr_cmd,
+    token,
+    clients,
+    passes,
+    overload_clients,
+    overload_seconds,
+    json_out,
+) -> None:
     items = load_set(folder)
     levels = [int(c) for c in clients.split(",")]
     plan = [tuple(t.split("=", 1)) for t in targets]
@@ -307,11 +450,13 @@ def main(folder, targets, ocrq_workers, rapidocr_cmd, token, clients, passes, js
         loopback_only(url)
     started: list[subprocess.Popen] = []
     scratch = Path(tempfile.mkdtemp(prefix="ocrq-load-"))
-    rows, notes = [], {}
+    rows, notes, overloaded = [], {}, None
+    ocrq_pid = None
     try:
         if ocrq_workers:
             url, proc = start_ocrq(ocrq_workers, scratch)
             started.append(proc)
+            ocrq_pid = proc.pid
             plan.append((f"ocrq-{ocrq_workers}w", url))
         if rapidocr_cmd:
             url, proc = start_rapidocr_api(rapidocr_cmd, scratch)
@@ -321,10 +466,20 @@ def main(folder, targets, ocrq_workers, rapidocr_cmd, token, clients, passes, js
             provenance = asyncio.run(warm_up(name, url, token, items))
             if provenance:
                 notes[name] = f"{provenance.get('engine')} {provenance.get('precision')}"
-            for n in levels:
+        for turn, n in enumerate(levels):
+            for name, url in plan if turn % 2 == 0 else plan[::-1]:
+                load = load_average()
                 level = asyncio.run(run_level(name, url, token, items, n, passes))
-                rows.append(level.row())
+                rows.append({**level.row(), "load": f"{load} -> {load_average()}"})
                 click.echo(json.dumps(rows[-1]), err=True)
+        ocrq_url = next((url for name, url in plan if name.startswith("ocrq")), None)
+        if overload_clients and ocrq_url:
+            load = load_average()
+            result = asyncio.run(
+                overload(ocrq_url, token, items, overload_clients, overload_seconds, ocrq_pid)
+            )
+            overloaded = {**result.row(), "load": f"{load} -> {load_average()}"}
+            click.echo(json.dumps(overloaded), err=True)
     finally:
         for proc in started:
             stop(proc)
@@ -337,8 +492,11 @@ def main(folder, targets, ocrq_workers, rapidocr_cmd, token, clients, passes, js
     for name, note in notes.items():
         click.echo(f"{name}: {note}")
     click.echo(markdown(rows))
+    if overloaded:
+        click.echo(f"overload: {json.dumps(overloaded)}")
     if json_out:
-        json_out.write_text(json.dumps({"rows": rows, "notes": notes}, indent=1) + "\n")
+        out = {"rows": rows, "notes": notes, "overload": overloaded}
+        json_out.write_text(json.dumps(out, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -86,6 +86,7 @@ def create_app(service: Service) -> FastAPI:
         token=config.token,
         max_body=config.max_upload_bytes,
         max_waiting=config.max_waiting,
+        max_in_flight=config.max_in_flight,
         service=service,
         metrics=metrics,
     )

@@ -150,8 +150,9 @@ def serve(
         port=port,
         log_level=log_level,
         access_log=log_level in ("info", "debug"),
-        # a last bound behind the /infer limit: more connections than this get 503
-        limit_concurrency=max(64, 4 * config.max_waiting),
+        # the last bound, behind the guard's (which answers 503 with Retry-After): past
+        # this many connections and tasks uvicorn answers a bare 503 itself
+        limit_concurrency=4 * config.max_in_flight,
         timeout_graceful_shutdown=10,
     )
 

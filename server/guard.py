@@ -3,9 +3,10 @@ parsing): the bearer token, the request-size limit, the bound on POST /infer req
 held open, and each request's count and latency for /metrics.
 
 Checked in that order, before a byte of the body is read: a caller without the token
-gets 401 and cannot take /infer slots; a body over the limit gets 413 (at once from its
-Content-Length, or as soon as it has sent too much); an /infer past the bound gets 429
-with Retry-After.
+gets 401 and cannot take /infer slots; a request past `max_in_flight` requests being
+served at once gets 503 with Retry-After (uvicorn's own bound, further up, would answer
+a bare 503); a body over the limit gets 413 (at once from its Content-Length, or as soon
+as it has sent too much); an /infer past the bound gets 429 with Retry-After.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class Guard:
         token: str | None,
         max_body: int,
         max_waiting: int,
+        max_in_flight: int,
         service,  # server.service.Service: counts the /infer requests held open
         metrics: Metrics,
     ) -> None:
@@ -62,6 +64,8 @@ class Guard:
         self.token = token.encode() if token else None
         self.max_body = max_body
         self.max_waiting = max_waiting
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0  # requests past the token check and not answered yet
         self.service = service
         self.metrics = metrics
 
@@ -106,6 +110,25 @@ class Guard:
                 [(b"www-authenticate", b'Bearer realm="ocrq"')],
             )
             return
+        if self.in_flight >= self.max_in_flight and path != "/health":
+            self.metrics.rejected.labels("connections").inc()
+            retry = self.service.retry_after(self.in_flight)
+            await _answer(
+                send,
+                503,
+                f"{self.in_flight} requests are being served already: try again later",
+                [(b"retry-after", str(retry).encode())],
+            )
+            return
+        self.in_flight += 1
+        try:
+            await self._sized(scope, receive, send, method, path)
+        finally:
+            self.in_flight -= 1
+
+    async def _sized(
+        self, scope: Scope, receive: Receive, send: Send, method: str, path: str
+    ) -> None:
         length = _content_length(scope)
         if length is not None and length > self.max_body:
             self.metrics.rejected.labels("too_large").inc()

@@ -36,7 +36,7 @@ class Metrics:
         )
         self.rejected = Counter(
             "ocrq_rejected_requests",
-            "Requests refused at the door, by reason (auth, host, too_large, overload).",
+            "Requests refused at the door, by reason (auth, host, too_large, overload, connections).",
             ["reason"],
             registry=self.registry,
         )

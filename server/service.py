@@ -74,6 +74,12 @@ class ServeConfig:
     infer_timeout: float = 600.0  # s /infer holds a connection without a `timeout`
 
     @property
+    def max_in_flight(self) -> int:
+        """Requests served at once (uploads streaming in, /infer waiting, reads); more get
+        503 with Retry-After from the guard."""
+        return max(64, 4 * self.max_waiting)
+
+    @property
     def sweep_interval(self) -> float:
         """s between looks at the spool: often enough that a file outlives its keep time
         by at most a quarter of it (and a minute)."""

@@ -11,6 +11,7 @@ import io
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -334,6 +335,38 @@ def test_overload_answers_429_with_retry_after(served):
     with served.client() as client:
         metrics = client.get("/metrics").text
     assert 'ocrq_rejected_requests_total{reason="overload"}' in metrics
+
+
+def test_past_the_requests_in_flight_503_with_retry_after(served):
+    """64 uploads that never finish sending hold the server's 64 request slots (4x
+    OCRQ_MAX_WAITING, at least 64): the next request gets 503 with Retry-After from the
+    server (not uvicorn's bare 503), and once they hang up it is served again."""
+    head = (
+        "POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {TOKEN}\r\n"
+        "Content-Type: multipart/form-data; boundary=x\r\nContent-Length: 100000\r\n\r\n--x\r\n"
+    ).encode()
+    held = []
+    try:
+        for _ in range(64):
+            sock = socket.create_connection(("127.0.0.1", served.port))
+            sock.sendall(head)
+            held.append(sock)
+        with served.client() as client:
+            answer = wait_for(
+                lambda: (r := client.get("/status")).status_code == 503 and r,
+                30,
+                "the slots to fill",
+                0.2,
+            )
+            assert 1 <= int(answer.headers["retry-after"]) <= 60
+            assert "being served already" in answer.json()["detail"]
+            assert client.get("/health").status_code == 200  # liveness is never refused
+    finally:
+        for sock in held:
+            sock.close()
+    with served.client() as client:
+        wait_for(lambda: client.get("/status").status_code == 200, 30, "the slots to free")
 
 
 def test_metrics_and_status(served):
