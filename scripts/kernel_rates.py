@@ -77,23 +77,23 @@ def gemm_model(int8: bool) -> tuple[onnx.ModelProto, dict]:
     return _model([node], [a], y, [b, az]), {"a": rng.integers(0, 255, (m, k), dtype=np.uint8)}
 
 
-def _kernels() -> dict[str, tuple[float, float]]:
+def _kernels(repeats: int) -> dict[str, tuple[float, float]]:
     conv_gmac = np.prod(CONV) / 1e9
     gemm_gmac = np.prod(GEMM) / 1e9
     out = {}
     for prec, int8 in (("fp32", False), ("int8", True)):
         model, feed = conv_model(int8)
         out[f"1x1 conv {CONV[1]}->{CONV[4]} at {CONV[2]}x{CONV[3]}, {prec}"] = sustained_gmacs(
-            _session(model), feed, conv_gmac
+            _session(model), feed, conv_gmac, repeats
         )
         model, feed = gemm_model(int8)
         out[f"matmul {GEMM[0]}x{GEMM[1]}x{GEMM[2]}, {prec}"] = sustained_gmacs(
-            _session(model), feed, gemm_gmac
+            _session(model), feed, gemm_gmac, repeats
         )
     return out
 
 
-def _networks(models_dir: Path) -> dict[str, tuple[float, float]]:
+def _networks(models_dir: Path, repeats: int) -> dict[str, tuple[float, float]]:
     from models.ppocr import pools
 
     det_gmac = MacCounter(resources.model_path(resources.DET_FILE)).gmac(DET_SHAPE)
@@ -106,13 +106,13 @@ def _networks(models_dir: Path) -> dict[str, tuple[float, float]]:
         feed = {names[0]: np.random.default_rng(0).random(DET_SHAPE, np.float32)}
         feed |= pools.own_means_feed(pools.pool_count(names))
         out[f"detector {DET_SHAPE[2]}x{DET_SHAPE[3]}, {prec}"] = sustained_gmacs(
-            det, feed, det_gmac
+            det, feed, det_gmac, repeats
         )
         rec = load_recognizer(models_dir, 1, prec)
         x = np.random.default_rng(0).random(REC_SHAPE, np.float32) * 2 - 1
         rec_gmac = _rec_gmac(REC_SHAPE)
         out[f"recognizer 48x{REC_SHAPE[3]}, {prec}"] = sustained_gmacs(
-            rec.session, {rec.session.get_inputs()[0].name: x}, rec_gmac
+            rec.session, {rec.session.get_inputs()[0].name: x}, rec_gmac, repeats
         )
     return out
 
@@ -123,10 +123,10 @@ def _rec_gmac(shape) -> float:
     return rec_counter().gmac(shape)
 
 
-def kernel_table(models_dir: Path) -> tuple[dict, str]:
+def kernel_table(models_dir: Path, repeats: int = 10) -> tuple[dict, str]:
     """(rates, markdown): rates[det|rec][fp32|int8] is the best GMAC/s one core sustained
     in a large kernel of that precision (the ceiling a page's MACs could run at)."""
-    kernels, networks = _kernels(), _networks(Path(models_dir))
+    kernels, networks = _kernels(repeats), _networks(Path(models_dir), repeats)
     rows = ["| what (one core, one thread) | best GMAC/s | median GMAC/s |", "|---|---|---|"]
     for name, (best, med) in {**networks, **kernels}.items():
         rows.append(f"| {name} | {best:.1f} | {med:.1f} |")

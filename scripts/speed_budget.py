@@ -186,8 +186,9 @@ def stage_table(name: str, pages: dict, rates: dict) -> str:
         f"{i8['total']:.2f} s ({ts['total'] / i8['total']:.2f}x); "
         f"{fp['gmac']['lines']:.0f} lines, {fp['gmac']['rec_columns']:.0f} recognizer columns a page",
         "",
-        "| stage | FP32 s | INT8 s | GMAC | FP32 at 1x Tesseract | INT8 at 1x Tesseract | limit FP32 / INT8 s |",
-        "|---|---|---|---|---|---|---|",
+        "| stage | FP32 s | share | INT8 s | GMAC | FP32 at 1x Tesseract | INT8 at 1x Tesseract "
+        "| limit FP32 / INT8 s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for label, stages, key in ROWS:
         f = sum(fp["stages"].get(s, 0.0) for s in stages)
@@ -195,12 +196,13 @@ def stage_table(name: str, pages: dict, rates: dict) -> str:
         gmac = fp["gmac"][key] if key else 0.0
         limit = "" if not key else _limit(gmac, key, rates)
         lines.append(
-            f"| {label} | {f:.3f} | {q:.3f} | {gmac:.2f} | {f * ts['total'] / fp['total']:.3f} | "
+            f"| {label} | {f:.3f} | {100 * f / fp['total']:.1f} % | {q:.3f} | {gmac:.2f} | "
+            f"{f * ts['total'] / fp['total']:.3f} | "
             f"{q * ts['total'] / i8['total']:.3f} | {limit} |"
         )
     gsum = sum(fp["gmac"][k] for k in ("probe", "fine", "rec"))
     lines.append(
-        f"| **page** | **{fp['total']:.3f}** | **{i8['total']:.3f}** | **{gsum:.2f}** | "
+        f"| **page** | **{fp['total']:.3f}** | 100 % | **{i8['total']:.3f}** | **{gsum:.2f}** | "
         f"**{ts['total']:.3f}** | **{ts['total']:.3f}** | {_page_limit(fp['gmac'], rates)} |"
     )
     return "\n".join(lines)
@@ -224,9 +226,21 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--limit", type=int, default=0, help="pages per set (0: all)")
     ap.add_argument("--json", type=Path, help="write every page's stages here")
+    ap.add_argument("--from-json", type=Path, help="print the tables of an earlier --json run")
+    ap.add_argument("--kernels-only", action="store_true", help="only what one core sustains")
+    ap.add_argument("--kernel-repeats", type=int, default=10, help="runs per kernel (best kept)")
     args = ap.parse_args()
+    if args.from_json:
+        saved = json.loads(args.from_json.read_text())
+        for name, pages in saved["runs"].items():
+            print(stage_table(name, pages, saved["rates"]) + "\n")
+        print(saved.get("kernels", ""))
+        return
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     models_dir = settings_from_env().models_dir
+    if args.kernels_only:
+        print(kernel_table(models_dir, args.kernel_repeats)[1])
+        return
     engines = {
         p: load(EngineOptions(engine="ppocr", precision=p), models_dir, 1) for p in PRECISIONS
     }
@@ -235,7 +249,7 @@ def main() -> None:
         clock.install(engine)
     started = time.time()
     runs = measure(args, engines, clock)
-    rates, kernels = kernel_table(models_dir)
+    rates, kernels = kernel_table(models_dir, args.kernel_repeats)
     print(
         f"\nCPU: {cpu_model()}; INT8 weights {'7' if int8_needs_reduce_range() else '8'}-bit; "
         f"load {os.getloadavg()}; {time.time() - started:.0f} s\n"
@@ -244,7 +258,8 @@ def main() -> None:
         print(stage_table(name, pages, rates) + "\n")
     print(kernels)
     if args.json:
-        args.json.write_text(json.dumps({"runs": runs, "rates": rates}, indent=1))
+        saved = {"runs": runs, "rates": rates, "kernels": kernels, "cpu": cpu_model()}
+        args.json.write_text(json.dumps(saved, indent=1, default=float))
 
 
 if __name__ == "__main__":
