@@ -70,6 +70,7 @@ class Candidate:
     height: int = 48
     width_scale: float = RecognizerConfig().width_scale
     trim: float = 0.0  # > 0: crops cut to their ink columns, this many heights kept beside
+    fallback: float = 0.0  # > 0: lines read under this confidence are read again at 48
 
 
 def parse_candidate(spec: str) -> Candidate:
@@ -140,8 +141,11 @@ class AtHeight:
     """A recognizer fed crops scaled to `height` rows instead of 48 (and cut to their
     ink with `trim` > 0), timed per call."""
 
-    def __init__(self, inner: PPOCRRecognizer, height: int, trim: float = 0.0) -> None:
+    def __init__(
+        self, inner: PPOCRRecognizer, height: int, trim: float = 0.0, fallback: float = 0.0
+    ) -> None:
         self.inner, self.height, self.trim, self.seconds = inner, height, trim, 0.0
+        self.fallback, self.reread, self.lines = fallback, 0, 0
 
     def prepared(self, crops):
         return [trim_to_ink(c, self.trim) for c in crops] if self.trim > 0 else list(crops)
@@ -150,10 +154,27 @@ class AtHeight:
         saved, rec_mod.REC_HEIGHT = rec_mod.REC_HEIGHT, self.height
         t0 = time.perf_counter()
         try:
-            return self.inner.recognize(self.prepared(crops))
+            lines = self.inner.recognize(self.prepared(crops))
+            self.lines += len(lines)
+            if self.fallback > 0:
+                lines = self._again(crops, lines)
+            return lines
         finally:
             self.seconds += time.perf_counter() - t0
             rec_mod.REC_HEIGHT = saved
+
+    def _again(self, crops, lines):
+        """Lines read under `fallback` confidence, read again at the default height."""
+        redo = [i for i, line in enumerate(lines) if line.confidence < self.fallback]
+        if not redo:
+            return lines
+        rec_mod.REC_HEIGHT = 48
+        again = self.inner.recognize(self.prepared([crops[i] for i in redo]))
+        self.reread += len(redo)
+        lines = list(lines)
+        for i, line in zip(redo, again, strict=True):
+            lines[i] = line
+        return lines
 
 
 class CachedDetector:
@@ -241,13 +262,15 @@ def run(args, cands: dict, base: Engine) -> dict:
                             )
                             row["text"] = text
             print(f"{evalset.name}: done", flush=True)
+            if args.json:  # what is measured so far survives a run cut short
+                args.json.write_text(json.dumps({"results": results}, indent=1))
     return results
 
 
 def summary(results: dict, baseline: str) -> str:
     """Per set and candidate: CER, the recognizer's s/page in the page loop and the
-    network's (fastest run per crop), each with its speed over the baseline's (x ours:
-    > 1 is faster; the network's also per item, lowest-highest)."""
+    network's (fastest run per crop, where measured), each with its speed over the
+    baseline's (x ours: > 1 is faster; the network's also per item, lowest-highest)."""
     rows = [
         "| candidate | set | CER % | loop s/page | x ours | network s/page | x ours (per item) |",
         "|---|---|---|---|---|---|---|",
@@ -255,20 +278,23 @@ def summary(results: dict, baseline: str) -> str:
     for set_name, by_cand in results.items():
         ref = by_cand[baseline]
         loop_ref = sum(statistics.median(r["s"]) for r in ref.values())
-        net_ref = sum(r["net"] for r in ref.values())
         for name, items in by_cand.items():
             dist = sum(r["dist"] for r in items.values())
             n = sum(r["n"] for r in items.values())
             loop = sum(statistics.median(r["s"]) for r in items.values())
-            net = sum(r["net"] for r in items.values())
-            ratios = [ref[k]["net"] / r["net"] for k, r in items.items() if r["net"] > 0]
-            per = len(items)
             rows.append(
-                f"| {name} | {set_name} | {100 * dist / max(n, 1):.2f} | {loop / per:.3f} | "
-                f"{loop_ref / loop:.2f} | {net / per:.3f} | {net_ref / net:.2f} "
-                f"({min(ratios):.2f}-{max(ratios):.2f}) |"
+                f"| {name} | {set_name} | {100 * dist / max(n, 1):.2f} | "
+                f"{loop / len(items):.3f} | {loop_ref / loop:.2f} | {_network(items, ref)} |"
             )
     return "\n".join(rows)
+
+
+def _network(items: dict, ref: dict) -> str:
+    if not all("net" in r for r in items.values()):
+        return "- | -"
+    net, net_ref = sum(r["net"] for r in items.values()), sum(r["net"] for r in ref.values())
+    ratios = [ref[k]["net"] / r["net"] for k, r in items.items() if r["net"] > 0]
+    return f"{net / len(items):.3f} | {net_ref / net:.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
 
 
 def main() -> None:
@@ -279,7 +305,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="network runs per crop (fastest kept)")
     ap.add_argument("--limit", type=int, default=0, help="items per set (0: all)")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--from-json", type=Path, help="print the table of an earlier --json run")
     args = ap.parse_args()
+    if args.from_json:
+        print(summary(json.loads(args.from_json.read_text())["results"], "ours-fp32"))
+        return
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     ort.set_default_logger_severity(3)  # a free input height contradicts the graph's hints
     models_dir = settings_from_env().models_dir
@@ -288,11 +318,14 @@ def main() -> None:
     cands, macs = {}, {}
     for cand in specs:
         rec, path = load_candidate(cand, models_dir)
-        cands[cand.name] = AtHeight(rec, cand.height, cand.trim)
+        cands[cand.name] = AtHeight(rec, cand.height, cand.trim, cand.fallback)
         macs[cand.name] = MacCounter(path).gmac((1, 3, cand.height, 800))
     print("GMAC at 1x3xHx800 (full head): " + ", ".join(f"{k} {v:.2f}" for k, v in macs.items()))
     results = run(args, cands, base)
     print(f"\nload {os.getloadavg()}\n" + summary(results, "ours-fp32"))
+    for name, rec in cands.items():
+        if rec.fallback > 0:
+            print(f"{name}: {rec.reread} of {rec.lines} line reads read again at 48 px")
     if args.json:
         args.json.write_text(json.dumps({"results": results, "gmac_800": macs}, indent=1))
 
