@@ -143,6 +143,34 @@ def test_two_columns_read_column_by_column_heading_first_number_last():
     assert result.page_lines() == tuple(range(len(regions)))
 
 
+def test_a_tight_magazine_gutter_still_splits_columns():
+    # boxes 20 px tall (the detector's, padded past the ink) 8 px apart across the gutter:
+    # a 1.5 em gutter of ink once the padding is taken off
+    left = column(50, 100, 12)
+    right = column(458, 100, 12)
+    regions = left + right
+    result = layout(regions, (600, 900))
+    assert list(result.order) == list(range(len(regions)))
+    assert [len(b) for b in result.blocks()] == [12, 12]
+
+
+def test_a_caption_across_the_gutter_inside_the_columns_is_read_after_them():
+    # a picture between two columns, the lines beside it short (wrapped around it), its
+    # caption (short centred lines) across the gutter, column text above and below it:
+    # the columns first, the caption after them
+    wrapped = (6, 7, 8, 9)
+    left = column(50, 100, 16, short=wrapped)
+    right = column(500, 100, 16)
+    for k in wrapped:
+        x0, y0, x1, y1 = right[k].bbox
+        right[k] = box(x0 + 200, y0, x1, y1)
+    caption = [box(300, 285 + 25 * k, 640, 301 + 25 * k) for k in range(4)]
+    regions = left + right + caption
+    result = layout(regions, (800, 960))
+    assert list(result.order) == list(range(len(regions)))
+    assert [len(b) for b in result.blocks()] == [16, 16, 4]
+
+
 def test_blank_lines_both_columns_share_do_not_interleave_them():
     # a blank line at the same height in both columns: a full-width gap as wide as the
     # heading's; the gutter below the heading still splits the columns first
