@@ -32,6 +32,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.background import BackgroundTask
 
 from ocrq.config import PDF_TEXT_MODES
+from ocrq.errors import BadImage
 from ocrq.storage import decode_path
 from producer.export_documents import DOCUMENT_FORMATS, document_pages, write_document
 from server import page, records
@@ -228,8 +229,12 @@ def create_app(service: Service) -> FastAPI:
         folder = tempfile.mkdtemp(prefix="ocrq-export-")
         name = Path(records.display_name(jobs[0]["path"])).stem + DOCUMENT_FORMATS[format.value]
         target = Path(folder) / name
+        passwords = service.settings.limits.pdf_passwords
         try:
-            write_document(source, pages, target, format.value, dehyphenate)
+            write_document(source, pages, target, format.value, dehyphenate, passwords)
+        except BadImage as exc:  # an encrypted source no OCRQ_PDF_PASSWORD_FILE entry opens
+            shutil.rmtree(folder, ignore_errors=True)
+            raise HTTPException(422, str(exc)) from None
         except Exception:
             shutil.rmtree(folder, ignore_errors=True)
             raise
