@@ -368,8 +368,9 @@ class _Page:
         return found
 
     def crossed_gutters(self, idx: list[int]) -> tuple[list[int], list[tuple[float, float]]]:
-        """Gutters that a few boxes lie across inside the columns (a caption in a picture
-        set between two columns, with column text above and below it): (those boxes, the
+        """Gutters that a few short boxes (half a line of the columns at most) lie across
+        inside the columns (a caption in a picture set between two columns, with column
+        text above and below it): (those boxes, the
         gutters the others leave), or ([], []). A heading or page number across a
         gutter above or below the columns is not one: the full-width cuts take those."""
         b = self.box[idx]
@@ -384,15 +385,18 @@ class _Page:
             gl, gr = start + x0, end + x0
             if gr - gl < COL_GAP * self.hm or start == 0 or end >= len(cover) - 1:
                 continue  # too narrow, or the part's own margin
-            crossers = [i for i in idx if self.box[i, 0] < gr and self.box[i, 2] > gl]
+            # across it: more than the pixel the coverage was rounded to
+            crossers = [i for i in idx if self.box[i, 0] < gr - 1 and self.box[i, 2] > gl + 1]
             if not 0 < len(crossers) <= allowed:
                 continue
             across = set(crossers)
             rest = [i for i in idx if i not in across]
-            inside = (self.box[crossers, 1].min() > self.box[rest, 1].min()) and (
-                self.box[crossers, 3].max() < self.box[rest, 3].max()
-            )
-            gutters = self.gutters(rest) if inside else []
+            c, r = self.box[crossers], self.box[rest]
+            inside = c[:, 1].min() > r[:, 1].min() and c[:, 3].max() < r[:, 3].max()
+            # a caption's short lines, not a column's own line laid across a white river
+            line = float(np.percentile(r[:, 2] - r[:, 0], 90))  # a full line of a column
+            short = (c[:, 2] - c[:, 0]).max() <= 0.5 * line
+            gutters = self.gutters(rest) if inside and short else []
             if gutters:
                 return crossers, gutters
         return [], []

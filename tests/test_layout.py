@@ -164,7 +164,7 @@ def test_a_caption_across_the_gutter_inside_the_columns_is_read_after_them():
     for k in wrapped:
         x0, y0, x1, y1 = right[k].bbox
         right[k] = box(x0 + 200, y0, x1, y1)
-    caption = [box(300, 285 + 25 * k, 640, 301 + 25 * k) for k in range(4)]
+    caption = [box(380, 285 + 25 * k, 570, 301 + 25 * k) for k in range(4)]
     regions = left + right + caption
     result = layout(regions, (800, 960))
     assert list(result.order) == list(range(len(regions)))
