@@ -23,6 +23,10 @@ import numpy as np
 import onnx
 from onnx import shape_inference
 
+from models.ppocr import resources
+from models.ppocr.head import narrow_classifier
+from models.ppocr.recognizer import RecognizerConfig, allowed_classes, charset_from_metadata
+
 COUNTED = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 
 
@@ -141,3 +145,13 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def rec_counter() -> MacCounter:
+    """MACs of the default recognizer as it runs: the head narrowed to the decoded classes."""
+    model = onnx.load(str(resources.model_path(resources.REC_FILE)))
+    meta = {p.key: p.value for p in model.metadata_props}
+    charset = charset_from_metadata(meta["character"])
+    keep = allowed_classes(charset, RecognizerConfig().charset)
+    narrow_classifier(model, keep, len(charset))
+    return MacCounter(model)

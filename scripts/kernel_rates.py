@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
-from graph_macs import MacCounter, sustained_gmacs
+from graph_macs import MacCounter, rec_counter, sustained_gmacs
 from onnx import TensorProto, helper, numpy_helper
 
 from models.onnx_session import open_session
@@ -118,8 +118,6 @@ def _networks(models_dir: Path, repeats: int) -> dict[str, tuple[float, float]]:
 
 
 def _rec_gmac(shape) -> float:
-    from speed_budget import rec_counter
-
     return rec_counter().gmac(shape)
 
 

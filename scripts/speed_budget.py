@@ -27,8 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-import onnx  # noqa: E402
-from graph_macs import MacCounter  # noqa: E402
+from graph_macs import MacCounter, rec_counter  # noqa: E402
 from kernel_rates import kernel_table  # noqa: E402
 from stage_clock import StageClock  # noqa: E402
 
@@ -61,19 +60,6 @@ ROWS = (
     ("orientation", ("orientation",), None),
     ("rows, other", ("rows", "page other"), None),
 )
-
-
-def rec_counter() -> MacCounter:
-    """MACs of the recognizer as it runs: the head narrowed to the decoded classes."""
-    from models.ppocr.head import narrow_classifier
-    from models.ppocr.recognizer import RecognizerConfig, allowed_classes, charset_from_metadata
-
-    model = onnx.load(str(resources.model_path(resources.REC_FILE)))
-    meta = {p.key: p.value for p in model.metadata_props}
-    charset = charset_from_metadata(meta["character"])
-    keep = allowed_classes(charset, RecognizerConfig().charset)
-    narrow_classifier(model, keep, len(charset))
-    return MacCounter(model)
 
 
 class RecMacs:
