@@ -15,6 +15,10 @@ the blocks at once; both need the same two additions, made here:
   LONG_COLUMN_LINES lines), or fairly long (>= MIN_ASPECT) and set like filled columns: lines left of the gutter
   mostly run on to near it, lines right of it mostly start at one left edge, neither
   side's boxes half as wide as the other's (`_prose_sides`).
+- A gutter may run under a caption: a few short boxes (half a column line at most, at
+  most CROSSERS of the part's boxes, 4 at least) lying across it with column text above
+  and below them (a picture's caption set between two columns). The columns are cut as
+  if the caption were not there, and it is read after them as a block of its own.
 - Page furniture, read before (after) everything else on its page: its first (last) row
   when set off by a paragraph gap and shaped like a running head or foot (print no
   taller than the page's, and short, or with a gap of 2 line heights inside: "SECRETS
@@ -368,24 +372,14 @@ class _Page:
         return found
 
     def crossed_gutters(self, idx: list[int]) -> tuple[list[int], list[tuple[float, float]]]:
-        """Gutters that a few short boxes (half a line of the columns at most) lie across
-        inside the columns (a caption in a picture set between two columns, with column
-        text above and below it): (those boxes, the
-        gutters the others leave), or ([], []). A heading or page number across a
-        gutter above or below the columns is not one: the full-width cuts take those."""
-        b = self.box[idx]
+        """Gutters that a few short boxes (half a column line at most) lie across inside
+        the columns (a caption in a picture set between two columns, column text above
+        and below it): (those boxes, the gutters the others leave), or ([], []). A heading
+        or page number across a gutter above or below the columns is not one: the
+        full-width cuts take those."""
         allowed = max(4, int(CROSSERS * len(idx)))
-        x0 = int(np.floor(b[:, 0].min()))
-        cover = np.zeros(int(np.ceil(b[:, 2].max())) - x0 + 2, dtype=int)
-        np.add.at(cover, (b[:, 0] - x0).astype(int), 1)
-        np.add.at(cover, (b[:, 2] - x0).astype(int) + 1, -1)
-        low = np.concatenate([[False], np.cumsum(cover)[:-1] <= allowed, [False]])
-        edges = np.flatnonzero(np.diff(low.astype(int)))
-        for start, end in zip(edges[::2], edges[1::2], strict=True):
-            gl, gr = start + x0, end + x0
-            if gr - gl < COL_GAP * self.hm or start == 0 or end >= len(cover) - 1:
-                continue  # too narrow, or the part's own margin
-            # across it: more than the pixel the coverage was rounded to
+        for gl, gr in _thin_runs(self.box[idx], allowed, COL_GAP * self.hm):
+            # across it: by more than the pixel the coverage was rounded to
             crossers = [i for i in idx if self.box[i, 0] < gr - 1 and self.box[i, 2] > gl + 1]
             if not 0 < len(crossers) <= allowed:
                 continue
@@ -529,6 +523,22 @@ def _prose_sides(left: np.ndarray, right: np.ndarray, hm: float, block_gap: floa
     filled = np.mean(gutter - ends[0] <= FILL * width) >= 0.5
     aligned = np.mean(starts[1] - starts[1].min() <= 0.5 * hm) >= 0.5
     return bool(filled and aligned)
+
+
+def _thin_runs(boxes: np.ndarray, most: int, width: float) -> list[tuple[int, int]]:
+    """x ranges at least `width` wide, inside the boxes' extent, that at most `most`
+    boxes cover: where a gutter might run under a few boxes laid across it."""
+    x0 = int(np.floor(boxes[:, 0].min()))
+    cover = np.zeros(int(np.ceil(boxes[:, 2].max())) - x0 + 2, dtype=int)
+    np.add.at(cover, (boxes[:, 0] - x0).astype(int), 1)
+    np.add.at(cover, (boxes[:, 2] - x0).astype(int) + 1, -1)
+    thin = np.concatenate([[False], np.cumsum(cover)[:-1] <= most, [False]])
+    edges = np.flatnonzero(np.diff(thin.astype(int)))
+    return [
+        (int(a) + x0, int(b) + x0)
+        for a, b in zip(edges[::2], edges[1::2], strict=True)
+        if b - a >= width and a > 0 and b < len(cover) - 1  # not the part's own margins
+    ]
 
 
 def _line_ids(boxes: np.ndarray) -> np.ndarray:
