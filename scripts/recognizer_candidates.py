@@ -107,7 +107,7 @@ def staged_graph(cand: Candidate, models_dir: Path) -> Path:
 
 def load_candidate(cand: Candidate, models_dir: Path) -> tuple[PPOCRRecognizer, Path]:
     """A PPOCRRecognizer over the candidate graph, its head narrowed as the default's is."""
-    config = replace(RecognizerConfig(), width_scale=cand.width_scale)
+    config = replace(RecognizerConfig(), width_scale=cand.width_scale, height=cand.height)
     path = staged_graph(cand, models_dir)
     narrowed: list[str] = []
 
@@ -151,7 +151,6 @@ class AtHeight:
         return [trim_to_ink(c, self.trim) for c in crops] if self.trim > 0 else list(crops)
 
     def recognize(self, crops):
-        saved, rec_mod.REC_HEIGHT = rec_mod.REC_HEIGHT, self.height
         t0 = time.perf_counter()
         try:
             lines = self.inner.recognize(self.prepared(crops))
@@ -161,15 +160,18 @@ class AtHeight:
             return lines
         finally:
             self.seconds += time.perf_counter() - t0
-            rec_mod.REC_HEIGHT = saved
 
     def _again(self, crops, lines):
         """Lines read under `fallback` confidence, read again at the default height."""
         redo = [i for i, line in enumerate(lines) if line.confidence < self.fallback]
         if not redo:
             return lines
-        rec_mod.REC_HEIGHT = 48
-        again = self.inner.recognize(self.prepared([crops[i] for i in redo]))
+        saved = self.inner.config
+        self.inner.config = replace(saved, height=rec_mod.REC_HEIGHT)
+        try:
+            again = self.inner.recognize(self.prepared([crops[i] for i in redo]))
+        finally:
+            self.inner.config = saved
         self.reread += len(redo)
         lines = list(lines)
         for i, line in zip(redo, again, strict=True):
@@ -225,16 +227,12 @@ def network_seconds(cands: dict, path: Path, regions: list, rounds: int) -> dict
 
 def _tensors(rec: AtHeight, crops: list) -> list:
     """One input tensor per crop, as the candidate's recognizer builds them."""
-    saved, rec_mod.REC_HEIGHT = rec_mod.REC_HEIGHT, rec.height
-    try:
-        cfg = rec.inner.config
-        out = []
-        for crop in rec.prepared(crops):
-            width = rec_mod.resized_width(crop.shape[0], crop.shape[1], cfg)
-            out.append(rec_mod.build_batch([crop], [width], cfg))
-        return out
-    finally:
-        rec_mod.REC_HEIGHT = saved
+    cfg = rec.inner.config
+    out = []
+    for crop in rec.prepared(crops):
+        width = rec_mod.resized_width(crop.shape[0], crop.shape[1], cfg)
+        out.append(rec_mod.build_batch([crop], [width], cfg))
+    return out
 
 
 def run(args, cands: dict, base: Engine) -> dict:

@@ -71,11 +71,12 @@ def detector_inputs(count: int = 12) -> Iterator[np.ndarray]:
         yield preprocess(render_text_page(seed), cfg).tensor()
 
 
-def recognizer_inputs(count: int = 12, batch: int = 8) -> Iterator[np.ndarray]:
-    """Batches of line crops cut from the rendered pages by row bands."""
+def recognizer_inputs(count: int = 12, batch: int = 8, height: int = 48) -> Iterator[np.ndarray]:
+    """Batches of line crops cut from the rendered pages by row bands, at the
+    recognizer's input `height`."""
     # Calibration batches as the INT8 recipe was tuned on (a cached INT8 graph is only
     # rebuilt when its recipe changes, so these must not follow the engine's defaults).
-    cfg = RecognizerConfig(right_pad=0, width_scale=1.0)
+    cfg = RecognizerConfig(right_pad=0, width_scale=1.0, height=height)
     for seed in range(count):
         page = render_text_page(100 + seed)
         ink_rows = np.where(page.min(axis=(1, 2)) < 128)[0]

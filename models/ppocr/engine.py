@@ -25,6 +25,7 @@ from models.ppocr.recognizer import (
     RecognizerConfig,
     allowed_classes,
     charset_from_metadata,
+    config_from_metadata,
 )
 from models.ppocr.scales import TwoPassDetector
 from ocrq.config import EngineOptions, check_precision, check_small_caps
@@ -67,11 +68,22 @@ def _check_precision(precision: str) -> None:
         )
 
 
-def model_file(kind: str, precision: str, models_dir: Path) -> Path:
-    """Path of the det/rec/cls graph to run: the wheel's FP32 file, or our INT8 copy
-    (generated into `models_dir` on first use)."""
+def rec_source(model: str | None) -> Path:
+    """The recognizer to run: the wheel's (no `--model`), or a PP-OCR CTC recognizer file
+    given by path, e.g. one fine-tuned at a lower height (models/tooling/ppocr)."""
+    if model is None:
+        return resources.model_path(resources.REC_FILE)
+    path = Path(model).expanduser()
+    if path.suffix != ".onnx" or not path.is_file():
+        raise ModelError(f"ppocr --model must be a PP-OCR recognizer .onnx file: {model}")
+    return path
+
+
+def model_file(kind: str, precision: str, models_dir: Path, rec: str | None = None) -> Path:
+    """Path of the det/rec/cls graph to run: the wheel's FP32 file (or the recognizer file
+    `rec` names), or our INT8 copy (generated into `models_dir` on first use)."""
     name = {"det": resources.DET_FILE, "rec": resources.REC_FILE, "cls": resources.CLS_FILE}[kind]
-    source = resources.model_path(name)
+    source = rec_source(rec) if kind == "rec" else resources.model_path(name)
     if precision == "fp32":
         return source
     return ensure_int8(kind, source, Path(models_dir))
@@ -126,9 +138,10 @@ def load_recognizer(
     precision: str = "fp32",
     config: RecognizerConfig | None = None,
     flush_denormals: bool = True,
+    model: str | None = None,
 ) -> PPOCRRecognizer:
     _check_precision(precision)
-    path = model_file("rec", precision, Path(models_dir or "."))
+    path = model_file("rec", precision, Path(models_dir or "."), model)
     config = config or RecognizerConfig()
     narrowed: list[str] = []
 
@@ -144,9 +157,11 @@ def load_recognizer(
 
     edit = narrow_head if config.narrow_head else None
     session = _open_without_arena(path, threads, flush_denormals, edit)
-    character = session.get_modelmeta().custom_metadata_map.get("character")
+    meta = session.get_modelmeta().custom_metadata_map
+    character = meta.get("character")
     if not character:
         raise ModelError(f"{path.name} has no 'character' metadata: not a PP-OCR recognizer")
+    config = config_from_metadata(meta, config)
     return PPOCRRecognizer(session, narrowed or charset_from_metadata(character), config)
 
 
@@ -169,10 +184,11 @@ def load(
     det_precision = "int8" if precision == "int8" and config.int8_detector else "fp32"
     flush = config.flush_denormals
     detector = load_detector(models_dir, threads, det_precision, config.detector, flush)
-    recognizer = load_recognizer(models_dir, threads, precision, rec_cfg, flush)
+    recognizer = load_recognizer(models_dir, threads, precision, rec_cfg, flush, options.model)
+    rec_cfg = recognizer.config  # at the height the recognizer's file names
     files = {
         "det": model_file("det", det_precision, models_dir),
-        "rec": model_file("rec", precision, models_dir),
+        "rec": model_file("rec", precision, models_dir, options.model),
     }
     engine_recognizer = recognizer
     if config.use_angle_cls:

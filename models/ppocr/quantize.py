@@ -47,6 +47,7 @@ from onnx import helper, numpy_helper, version_converter
 from models.cpu import int8_needs_reduce_range
 from models.ppocr import calibration, resources
 from models.ppocr.head import classifier
+from models.ppocr.recognizer import HEIGHT_METADATA
 from ocrq.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ def int8_dir(models_dir: Path) -> Path:
     return Path(models_dir) / "ppocr-int8"
 
 
-def _calibration(kind: str, count: int):
+def _calibration(kind: str, count: int, height: int = 48):
     # onnxruntime.quantization takes ~0.5 s to import and is needed only when an INT8
     # file is built (once per models folder), not at every engine load.
     from onnxruntime.quantization import CalibrationDataReader
@@ -84,7 +85,7 @@ def _calibration(kind: str, count: int):
     if kind == "det":
         source = calibration.detector_inputs(count)
     else:
-        source = calibration.recognizer_inputs(count)
+        source = calibration.recognizer_inputs(count, height=height)
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -126,8 +127,11 @@ def quantize_file(kind: str, source: Path, output: Path, recipe: dict) -> None:
         exclude += depthwise_convs(model)
     staged = output.with_name(output.stem + ".opset13.onnx")
     onnx.save(model, str(staged))
+    # A recognizer fine-tuned at another height is calibrated at that height.
+    meta = {p.key: p.value for p in model.metadata_props}
+    height = int(meta.get(HEIGHT_METADATA, 48))
     try:
-        _quantize(kind, staged, output, recipe, exclude)
+        _quantize(kind, staged, output, recipe, exclude, height)
     finally:
         staged.unlink(missing_ok=True)
 
@@ -153,7 +157,12 @@ def _head_name(model, source: Path) -> str:
 
 
 def _quantize(
-    kind: str, source: Path, output: Path, recipe: dict, exclude: list[str] | None = None
+    kind: str,
+    source: Path,
+    output: Path,
+    recipe: dict,
+    exclude: list[str] | None = None,
+    height: int = 48,
 ) -> None:
     # Imported here for start-up time, as in `_calibration`.
     from onnxruntime.quantization import (
@@ -177,7 +186,7 @@ def _quantize(
     quantize_static(
         str(source),
         str(output),
-        _calibration(kind, recipe["calib"]),
+        _calibration(kind, recipe["calib"], height),
         quant_format=QuantFormat.QDQ,
         op_types_to_quantize=recipe["ops"],
         per_channel=recipe["per_channel"],

@@ -9,7 +9,7 @@ widest line on the page.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -24,13 +24,20 @@ from models.ppocr.smallcaps import (
 )
 from models.words import line_spans
 
-REC_HEIGHT = 48
+REC_HEIGHT = 48  # the shipped recognizer's input height
+# Metadata a recognizer fine-tuned at another height carries (models/tooling/ppocr):
+# its input height, and the width scale it was measured best at.
+HEIGHT_METADATA = "ocrq_input_height"
+WIDTH_SCALE_METADATA = "ocrq_width_scale"
 WIDTH_STEP = 8  # the network's horizontal stride: one CTC step per 8 input columns
 
 
 @dataclass(frozen=True)
 class RecognizerConfig:
     batch_size: int = 16
+    # Input height the recognizer was trained at: 48 for the shipped file; a recognizer
+    # fine-tuned lower (models/tooling/ppocr) says its own in its metadata.
+    height: int = REC_HEIGHT
     # A bucket is closed when the next (wider) crop would exceed this multiple of the
     # bucket's narrowest width: bounds the padding any crop in a batch carries.
     bucket_ratio: float = 1.5
@@ -114,6 +121,16 @@ def allowed_classes(charset: Sequence[str], mode: str) -> np.ndarray | None:
     return None if len(keep) == len(charset) else np.array(keep, dtype=np.intp)
 
 
+def config_from_metadata(meta: dict[str, str], config: RecognizerConfig) -> RecognizerConfig:
+    """`config` at the height (and width scale) a graph's metadata names, if it names any."""
+    changes: dict[str, float | int] = {}
+    if HEIGHT_METADATA in meta:
+        changes["height"] = int(meta[HEIGHT_METADATA])
+    if WIDTH_SCALE_METADATA in meta:
+        changes["width_scale"] = float(meta[WIDTH_SCALE_METADATA])
+    return replace(config, **changes) if changes else config
+
+
 def charset_from_metadata(character: str) -> list[str]:
     """Class index -> string: blank at 0, the metadata list, then space at the end."""
     chars = character.split("\n")
@@ -163,9 +180,9 @@ def confidence(emitted: np.ndarray) -> float:
 
 
 def resized_width(h: int, w: int, cfg: RecognizerConfig) -> int:
-    """Width of a crop after scaling it to height 48 (`width_scale` x the width that keeps
-    its aspect, clamped)."""
-    wr = int(np.ceil(REC_HEIGHT * w * cfg.width_scale / max(h, 1)))
+    """Width of a crop after scaling it to `cfg.height` (`width_scale` x the width that
+    keeps its aspect, clamped)."""
+    wr = int(np.ceil(cfg.height * w * cfg.width_scale / max(h, 1)))
     return int(min(max(wr, 1), cfg.max_width))
 
 
@@ -191,13 +208,13 @@ def width_buckets(
 
 
 def build_batch(crops: Sequence[np.ndarray], widths: Sequence[int], cfg: RecognizerConfig):
-    """Resize each crop to 48 x its width, normalize into one NCHW tensor padded (with 0,
+    """Resize each crop to `cfg.height` x its width, normalize into one NCHW tensor padded (with 0,
     i.e. mid-grey, as in training) to the batch width rounded up to the stride."""
     width = max(max(widths) + cfg.right_pad, cfg.min_width)
     width = int(np.ceil(width / WIDTH_STEP) * WIDTH_STEP)
-    batch = np.zeros((len(crops), 3, REC_HEIGHT, width), dtype=np.float32)
+    batch = np.zeros((len(crops), 3, cfg.height, width), dtype=np.float32)
     for n, (crop, w) in enumerate(zip(crops, widths, strict=True)):
-        resized = cv2.resize(crop, (w, REC_HEIGHT), interpolation=cv2.INTER_LINEAR)
+        resized = cv2.resize(crop, (w, cfg.height), interpolation=cv2.INTER_LINEAR)
         view = batch[n, :, :, :w]
         np.multiply(resized.transpose(2, 0, 1), 2.0 / 255.0, out=view, casting="unsafe")
         view -= 1.0
