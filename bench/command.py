@@ -260,12 +260,15 @@ def _chart(path: Path, rows: list[Row]) -> None:
 
 def _prepare_engines(specs: list[RunnerSpec], models_dir: Path) -> None:
     """Each precision and variant of our engine the run uses, loaded once up front."""
-    for key in dict.fromkeys((s.precision, s.overrides) for s in specs if s.kind != "rapidocr"):
-        if any(s.kind in ("ours", "queue") and (s.precision, s.overrides) == key for s in specs):
+    keys = ((s.precision, s.overrides, s.model) for s in specs if s.kind != "rapidocr")
+    for key in dict.fromkeys(keys):
+        if any(
+            s.kind in ("ours", "queue") and (s.precision, s.overrides, s.model) == key
+            for s in specs
+        ):
             small_caps = specs[0].small_caps
-            _prepare(
-                RunnerSpec(f"ours-{key[0]}", "ours", key[0], 1, key[1], small_caps), models_dir
-            )
+            spec = RunnerSpec(f"ours-{key[0]}", "ours", key[0], 1, key[1], small_caps, key[2])
+            _prepare(spec, models_dir)
 
 
 def _run_one(
@@ -288,6 +291,7 @@ def _run_one(
             spec.precision,
             models_dir,
             small_caps=spec.small_caps,
+            model=spec.model,
         )
     else:
         line = evalset.conventions.line_images

@@ -41,6 +41,7 @@ def run_queue(
     models_dir: Path,
     *,
     small_caps: str = "auto",
+    model: str | None = None,
     timeout: float = 3600.0,
 ) -> PoolResult:
     """OCR `images` through `ocrq run --workers N`; results in the order of `images`."""
@@ -55,6 +56,7 @@ def run_queue(
         cmd = [sys.executable, "-m", "producer.cli", "run", *(os.path.abspath(i) for i in images)]
         cmd += ["--db", db_url, "--workers", str(workers), "--precision", precision]
         cmd += ["--small-caps", small_caps]
+        cmd += ["--model", os.path.abspath(model)] if model else []
         cmd += ["--engine", "ppocr", "--no-recursive", "-o", str(export), "--format", "json"]
         env = {
             **os.environ,

@@ -44,6 +44,7 @@ class RunnerSpec:
     processes: int = 2  # pinned processes (queue: workers)
     overrides: str = ""  # our engine's settings, "detector.max_side=1600;use_angle_cls=1"
     small_caps: str = "auto"  # our engine's EngineOptions.small_caps (ours, queue)
+    model: str | None = None  # our engine's recognizer file, `[model=PATH]` (ours, queue)
 
 
 @dataclass
@@ -60,12 +61,13 @@ def parse_runner(label: str, default_processes: int) -> RunnerSpec:
     """`ours-fp32`, `ours-int8`, `queue`, `queue-int8`, `rapidocr`, `tesseract` (`ours` and
     `queue` alone run the default precision, `auto`), each with
     an optional `@N` process count (default: --workers). Our in-process engine also takes
-    settings in brackets, to compare variants: `ours-fp32[detector.max_side=1600]@1`."""
+    settings in brackets, to compare variants: `ours-fp32[detector.max_side=1600]@1`;
+    `[model=PATH]` (ours and queue) runs another recognizer file, as `ocrq run --model`."""
     import re
 
     from ocrq.errors import UsageError
 
-    match = re.fullmatch(r"([^\[@]+)(?:\[([^\]]*)\])?(?:@(.*))?", label)
+    match = re.fullmatch(r"([^\[@]+)(?:\[([^\]]*)\])?(?:@([^@\]]*))?", label)
     if match is None:
         raise UsageError(f"runner {label!r}: expected NAME[settings]@N")
     name, overrides, count = match.group(1), match.group(2) or "", match.group(3) or ""
@@ -84,11 +86,26 @@ def parse_runner(label: str, default_processes: int) -> RunnerSpec:
     precision = precision or "auto"  # `ours`, `queue`: the default engine, as workers run it
     if precision not in PRECISIONS:
         raise UsageError(f"runner {label!r}: precision must be one of {', '.join(PRECISIONS)}")
+    model, overrides = _model_setting(overrides)
+    if model and kind not in ("ours", "queue"):
+        raise UsageError(f"runner {label!r}: only ours-* and queue take [model=PATH]")
     if overrides and kind != "ours":
         raise UsageError(f"runner {label!r}: only ours-* takes [settings]")
     if overrides:
         ppocr_config(overrides)  # a typo fails now, not in every worker
-    return RunnerSpec(label, kind, precision, processes, overrides)
+    return RunnerSpec(label, kind, precision, processes, overrides, model=model)
+
+
+def _model_setting(overrides: str) -> tuple[str | None, str]:
+    """(`model=PATH` if among the settings, the other settings)."""
+    model, rest = None, []
+    for item in filter(None, (part.strip() for part in overrides.split(";"))):
+        key, _, value = item.partition("=")
+        if key.strip() == "model":
+            model = value.strip()
+        else:
+            rest.append(item)
+    return model, ";".join(rest)
 
 
 def ppocr_config(overrides: str):
@@ -134,7 +151,7 @@ def unavailable(spec: RunnerSpec, tesseract_cmd: str = "tesseract") -> str | Non
 def make_reader(spec: RunnerSpec, models_dir: str, tesseract_cmd: str = "tesseract") -> Reader:
     """Load the runner once in this process (the warm state) and return its reader."""
     if spec.kind == "ours":
-        return _ours(spec.precision, Path(models_dir), spec.overrides, spec.small_caps)
+        return _ours(spec.precision, Path(models_dir), spec.overrides, spec.small_caps, spec.model)
     if spec.kind == "rapidocr":
         return _rapidocr()
     if spec.kind == "tesseract":
@@ -150,14 +167,18 @@ def _pages(path: Path) -> Iterator:
 
 
 def _ours(
-    precision: str, models_dir: Path, overrides: str = "", small_caps: str = "auto"
+    precision: str,
+    models_dir: Path,
+    overrides: str = "",
+    small_caps: str = "auto",
+    model: str | None = None,
 ) -> Reader:
     from models.registry import load_engine
     from ocrq.config import EngineOptions
     from ocrq.results import page_text
     from worker.pipeline import read_pages
 
-    options = EngineOptions(engine="ppocr", precision=precision, small_caps=small_caps)
+    options = EngineOptions(engine="ppocr", precision=precision, small_caps=small_caps, model=model)
     if overrides:  # a variant of the engine's settings
         from models.ppocr.engine import load
 

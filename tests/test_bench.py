@@ -146,6 +146,21 @@ def test_engine_variants_take_settings_in_brackets():
             parse_runner(f"ours-fp32[{bad}]", 2)
 
 
+def test_our_runners_take_another_recognizer_file():
+    spec = parse_runner("queue[model=/m/rec32.onnx]@2", 2)
+    assert (spec.kind, spec.model, spec.overrides, spec.processes) == (
+        "queue",
+        "/m/rec32.onnx",
+        "",
+        2,
+    )
+    spec = parse_runner("ours-int8[model=/m/rec32.onnx; detector.max_side=1600]", 2)
+    assert spec.model == "/m/rec32.onnx" and spec.overrides == "detector.max_side=1600"
+    assert parse_runner("ours", 2).model is None
+    with pytest.raises(UsageError):
+        parse_runner("tesseract[model=/m/rec32.onnx]", 2)
+
+
 def test_tesseract_tsv_becomes_lines_with_boxes():
     header = "level\tpage_num\tblock_num\tpar_num\tline_num\tword_num\tleft\ttop\twidth\theight\tconf\ttext"
     rows = [
