@@ -37,6 +37,7 @@ from models.ppocr.recognizer import (
     resized_width,
 )
 from models.tooling.ppocr.onnx_module import OnnxModule, free_height
+from ocrq.scoring import cer_counts
 
 HEIGHT_KEY = "ocrq_input_height"
 WIDTH_SCALE_KEY = "ocrq_width_scale"
@@ -148,20 +149,10 @@ def cer(
             probs = module(torch.from_numpy(build_batch([crop], [width], cfg))).numpy()
             ((idx, _, _),) = best_path(probs, [math.ceil(width / WIDTH_STEP)])
             read = "".join(charset[i] for i in idx)
-            errors += _levenshtein(read, text)
-            total += max(len(text), 1)
+            dist, n = cer_counts(read, text)
+            errors, total = errors + dist, total + n
     module.train()
     return errors / max(total, 1)
-
-
-def _levenshtein(a: str, b: str) -> int:
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
 
 
 def train(
