@@ -51,6 +51,7 @@ from models.ppocr.recognizer import (  # noqa: E402
     RecognizerConfig,
     allowed_classes,
     charset_from_metadata,
+    free_input_height,
 )
 from ocrq.config import EngineOptions, InputLimits, settings_from_env  # noqa: E402
 from ocrq.images import iter_pages  # noqa: E402
@@ -96,9 +97,7 @@ def staged_graph(cand: Candidate, models_dir: Path) -> Path:
         meta = {p.key: p for p in model.metadata_props}
         entry = meta.get("character") or model.metadata_props.add()
         entry.key, entry.value = "character", "\n".join(lines)
-    dims = model.graph.input[0].type.tensor_type.shape.dim
-    dims[2].Clear()
-    dims[2].dim_param = "height"
+    free_input_height(model)
     STAGED.mkdir(exist_ok=True)
     out = STAGED / f"{cand.name}.onnx"
     onnx.save(model, str(out))

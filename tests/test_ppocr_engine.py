@@ -16,6 +16,7 @@ from models.page import page_regions, read_page
 from models.ppocr.engine import load, load_detector, load_recognizer
 from models.ppocr.recognizer import RecognizerConfig
 from ocrq.config import EngineOptions
+from ocrq.errors import ModelError
 from ocrq.results import page_text
 from ocrq.scoring import cer
 from tests.fixtures_text import SAMPLE_LINES, render_line, render_page
@@ -43,6 +44,18 @@ def test_recognizer_alone_reads_lines_in_input_order(engine):
     for line, ref in zip(lines, SAMPLE_LINES, strict=True):
         assert cer(line.text, ref) <= 0.02, (line.text, ref)
         assert 0.5 < line.confidence <= 1.0
+
+
+def test_the_fast_variant_reads_at_32_rows_with_wider_crops(tmp_path):
+    fast = load(EngineOptions(batch_size=4, precision="fp32", model="fast"), tmp_path, threads=1)
+    config = fast.provenance["recognizer"]
+    assert (config["height"], config["width_scale"]) == (32, 1.2)
+    assert fast.provenance["models"]["rec"]["file"] == "PP-OCRv6_rec_small.onnx"
+    crops = [render_line(t, height=h) for t, h in zip(SAMPLE_LINES, (32, 48, 40, 64), strict=True)]
+    for line, ref in zip(fast.recognizer.recognize(crops), SAMPLE_LINES, strict=True):
+        assert cer(line.text, ref) <= 0.03, (line.text, ref)
+    with pytest.raises(ModelError, match="'fast'"):
+        load(EngineOptions(model="faster"), tmp_path)
 
 
 def test_detector_alone_finds_one_box_per_line():

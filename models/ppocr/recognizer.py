@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
+import onnx
 
 from models.base import TextLine
 from models.ppocr import spacing
@@ -129,6 +130,20 @@ def config_from_metadata(meta: dict[str, str], config: RecognizerConfig) -> Reco
     if WIDTH_SCALE_METADATA in meta:
         changes["width_scale"] = float(meta[WIDTH_SCALE_METADATA])
     return replace(config, **changes) if changes else config
+
+
+def free_input_height(model: onnx.ModelProto, keep_shapes: bool = False) -> bool:
+    """Leave the graph's input height free (the wheel's file pins 48), in place; the
+    exporter's shape notes go too unless `keep_shapes` (ONNX Runtime infers them again;
+    the opset converter needs them). False if the height was free already."""
+    dim = model.graph.input[0].type.tensor_type.shape.dim[2]
+    if not dim.HasField("dim_value"):
+        return False
+    dim.Clear()
+    dim.dim_param = "height"
+    if not keep_shapes:
+        del model.graph.value_info[:]
+    return True
 
 
 def charset_from_metadata(character: str) -> list[str]:

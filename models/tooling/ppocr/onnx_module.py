@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from onnx import numpy_helper
 
+from models.ppocr.recognizer import free_input_height
+
 Attrs = dict[str, object]
 
 
@@ -223,12 +225,11 @@ class OnnxModule(torch.nn.Module):
 
 
 def free_height(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The graph with its input height left free (the shipped file pins 48)."""
+    """A copy of the graph with its input height left free (the shipped file pins 48),
+    its shape notes kept for the opset converter that quantization runs."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
-    dims = out.graph.input[0].type.tensor_type.shape.dim
-    dims[2].ClearField("dim_value")
-    dims[2].dim_param = "height"
+    free_input_height(out, keep_shapes=True)
     return out
 
 
