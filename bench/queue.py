@@ -56,7 +56,8 @@ def run_queue(
         cmd = [sys.executable, "-m", "producer.cli", "run", *(os.path.abspath(i) for i in images)]
         cmd += ["--db", db_url, "--workers", str(workers), "--precision", precision]
         cmd += ["--small-caps", small_caps]
-        cmd += ["--model", os.path.abspath(model)] if model else []
+        if model:  # a file named relative to the caller, or a name (`fast`) as it is
+            cmd += ["--model", os.path.abspath(model) if os.path.exists(model) else model]
         cmd += ["--engine", "ppocr", "--no-recursive", "-o", str(export), "--format", "json"]
         env = {
             **os.environ,

@@ -71,7 +71,7 @@ class Candidate:
     height: int = 48
     width_scale: float = RecognizerConfig().width_scale
     trim: float = 0.0  # > 0: crops cut to their ink columns, this many heights kept beside
-    fallback: float = 0.0  # > 0: lines read under this confidence are read again at 48
+    fallback: float = 0.0  # > 0: lines read under this confidence are read again as by default
 
 
 def parse_candidate(spec: str) -> Candidate:
@@ -166,7 +166,8 @@ class AtHeight:
         if not redo:
             return lines
         saved = self.inner.config
-        self.inner.config = replace(saved, height=rec_mod.REC_HEIGHT)
+        default = RecognizerConfig()  # the default's own height and width scale
+        self.inner.config = replace(saved, height=default.height, width_scale=default.width_scale)
         try:
             again = self.inner.recognize(self.prepared([crops[i] for i in redo]))
         finally:
