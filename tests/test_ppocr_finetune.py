@@ -15,10 +15,21 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from models.ppocr.engine import load, load_recognizer  # noqa: E402
-from models.ppocr.recognizer import HEIGHT_METADATA, RecognizerConfig, build_batch  # noqa: E402
+from models.ppocr.recognizer import (  # noqa: E402
+    HEIGHT_METADATA,
+    WIDTH_SCALE_METADATA,
+    RecognizerConfig,
+    build_batch,
+)
 from models.ppocr.resources import REC_FILE, model_path  # noqa: E402
 from models.tooling.ppocr import lines  # noqa: E402
-from models.tooling.ppocr.finetune import FinetuneOptions, narrowed_model, train  # noqa: E402
+from models.tooling.ppocr.finetune import (  # noqa: E402
+    FinetuneOptions,
+    distill_batches,
+    distill_loss,
+    narrowed_model,
+    train,
+)
 from models.tooling.ppocr.onnx_module import OnnxModule, free_height  # noqa: E402
 from ocrq.config import EngineOptions  # noqa: E402
 from ocrq.errors import ModelError  # noqa: E402
@@ -113,6 +124,29 @@ def test_a_short_training_run_writes_a_recognizer_the_engine_runs_at_its_height(
     engine = load(EngineOptions(precision="fp32", model=str(out)), tmp_path / "models")
     assert engine.provenance["recognizer"]["height"] == 32
     assert engine.provenance["models"]["rec"]["file"] == "rec32.onnx"
+
+
+def test_distillation_matches_the_teachers_steps_and_compares_only_real_ones(shipped, tmp_path):
+    logits = torch.randn(2, 5, 7)
+    steps = torch.tensor([5, 3])
+    assert float(distill_loss(logits, logits, steps)) == pytest.approx(0.0, abs=1e-6)
+    other = logits.clone()
+    other[1, 3:] += 10 * torch.randn(2, 7)  # padding steps of the second crop only
+    assert float(distill_loss(other, logits, steps)) == pytest.approx(0.0, abs=1e-6)
+    assert float(distill_loss(torch.randn(2, 5, 7), logits, steps)) > 0.01
+    fonts = lines.find_fonts([str(font_dir())])
+    stream = lines.stream(fonts, ["Distilled from the 48 px reading."], ["total"], seed=2)
+    opts = FinetuneOptions(batch_size=3, distill=True)
+    x, x_teacher, steps = next(distill_batches(stream, [], opts))
+    assert x.shape[2] == 32 and x_teacher.shape[2] == 48 and x.shape[3] == x_teacher.shape[3]
+    student = OnnxModule(narrowed_model(shipped)[0], logits=True)
+    with torch.no_grad():
+        assert student(x).shape == student(x_teacher).shape  # step for step
+    out = tmp_path / "kd32.onnx"
+    short = FinetuneOptions(batch_size=2, minutes=0.03, warmup_steps=2, threads=1, distill=True)
+    train(shipped, stream, [], [next(stream)], short, out, log=lambda m: None)
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert (meta[HEIGHT_METADATA], meta[WIDTH_SCALE_METADATA]) == ("32", "1.275")
 
 
 def test_a_model_that_is_not_an_onnx_file_is_refused(tmp_path):

@@ -49,6 +49,12 @@ from ocrq.errors import OcrqError
     default=None,
     help="Word list for form-like lines (default: the books' own words).",
 )
+@click.option(
+    "--distill",
+    is_flag=True,
+    help="Learn the shipped recognizer's per-step distributions (crops as wide as it "
+    "reads them, no text needed) instead of CTC on the lines' text.",
+)
 @click.option("--threads", type=int, default=2, show_default=True)
 @models_dir_option
 def finetune_ppocr(
@@ -59,6 +65,7 @@ def finetune_ppocr(
     scans: Path | None,
     fonts: tuple[str, ...],
     words: Path | None,
+    distill: bool,
     threads: int,
     models_dir: Path | None,
 ) -> None:
@@ -79,6 +86,7 @@ def finetune_ppocr(
             scans=scans,
             fonts=fonts,
             words=words,
+            distill=distill,
             threads=threads,
             models_dir=resolve_models_dir(models_dir),
             echo=click.echo,

@@ -59,10 +59,17 @@ class FinetuneOptions:
     max_width: int = 1024  # input columns; longer lines are skipped
     threads: int = 2
     seed: int = 0
+    # Distil instead: the student, fed each crop at `height` rows and the columns the
+    # teacher reads it at (48 px, 0.85), has the teacher's CTC steps one for one and
+    # learns its per-step distributions (KL); no text is needed. width_scales unused.
+    distill: bool = False
 
     @property
     def width_scale(self) -> float:
         """The width scale the engine runs the result at (written to its metadata)."""
+        if self.distill:
+            teacher = RecognizerConfig()
+            return round(teacher.width_scale * teacher.height / self.height, 3)
         return round(sum(self.width_scales) / 2, 3)
 
 
@@ -151,6 +158,42 @@ def batches(
         yield x, targets, steps, lengths
 
 
+def distill_batches(
+    synthetic: Iterator[Sample], real: Sequence[Sample], opts: FinetuneOptions
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(student inputs, teacher inputs, steps per crop): the same crops at the student's
+    height and the teacher's, both as wide as the teacher reads them."""
+    rng = random.Random(opts.seed)
+    teacher = RecognizerConfig(max_width=opts.max_width)
+    student = RecognizerConfig(height=opts.height, max_width=opts.max_width)
+    while True:
+        crops: list[np.ndarray] = []
+        widths: list[int] = []
+        while len(crops) < opts.batch_size:
+            use_real = real and rng.random() < opts.real_share
+            crop, _ = rng.choice(real) if use_real else next(synthetic)
+            width = resized_width(crop.shape[0], crop.shape[1], teacher)
+            if width < opts.max_width:
+                crops.append(crop)
+                widths.append(width)
+        steps = torch.tensor([math.ceil(w / WIDTH_STEP) for w in widths], dtype=torch.long)
+        yield (
+            torch.from_numpy(build_batch(crops, widths, student)),
+            torch.from_numpy(build_batch(crops, widths, teacher)),
+            steps,
+        )
+
+
+def distill_loss(student: torch.Tensor, teacher: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+    """Mean KL(teacher || student) over the crops' own steps (padding steps left out);
+    both are N x T x C logits."""
+    with torch.no_grad():
+        target = F.softmax(teacher, dim=-1)
+    kl = (target * (torch.log(target.clamp_min(1e-8)) - F.log_softmax(student, -1))).sum(-1)
+    mask = torch.arange(kl.shape[1])[None, :] < steps[:, None]
+    return kl[mask].mean()
+
+
 def cer(
     module: OnnxModule, samples: Sequence[Sample], charset: Sequence[str], cfg: RecognizerConfig
 ) -> float:
@@ -194,15 +237,28 @@ def train(
     budget = opts.minutes * 60
     step = 0
     losses: list[float] = []
-    for x, targets, steps, lengths in batches(synthetic, real, index, opts):
+    teacher = OnnxModule(narrowed, logits=True).eval() if opts.distill else None
+    source = (
+        distill_batches(synthetic, real, opts)
+        if opts.distill
+        else batches(synthetic, real, index, opts)
+    )
+    for batch in source:
         elapsed = time.monotonic() - start
         if elapsed >= budget:
             break
         warm = min(1.0, (step + 1) / opts.warmup_steps)
         for group in opt.param_groups:
             group["lr"] = opts.lr * warm * 0.5 * (1 + math.cos(math.pi * elapsed / budget))
-        logp = F.log_softmax(module(x), dim=-1).permute(1, 0, 2)  # T, N, C
-        loss = F.ctc_loss(logp, targets, steps, lengths, blank=0, zero_infinity=True)
+        if teacher is not None:
+            x, x_teacher, steps = batch
+            with torch.no_grad():
+                taught = teacher(x_teacher)
+            loss = distill_loss(module(x), taught, steps)
+        else:
+            x, targets, steps, lengths = batch
+            logp = F.log_softmax(module(x), dim=-1).permute(1, 0, 2)  # T, N, C
+            loss = F.ctc_loss(logp, targets, steps, lengths, blank=0, zero_infinity=True)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 5.0)

@@ -55,6 +55,7 @@ def run(
     words: Path | None,
     threads: int,
     models_dir: Path,
+    distill: bool = False,
     echo: Callable[[str], None] = print,
     seed: int = 0,
 ) -> Path:
@@ -78,7 +79,9 @@ def run(
     synthetic = lines.stream(font_files, prose, vocab, seed=seed + 99)
     held_out = real[:HELD_OUT] + [next(synthetic) for _ in range(HELD_OUT)]
     echo(f"{len(font_files)} fonts, {len(prose)} prose lines, {len(real[HELD_OUT:])} scan lines")
-    opts = FinetuneOptions(height=height, minutes=minutes, threads=threads, seed=seed)
+    opts = FinetuneOptions(
+        height=height, minutes=minutes, threads=threads, seed=seed, distill=distill
+    )
     source = onnx.load(str(model_path(ppocr_engine.resources.REC_FILE)))
     train(
         source,
