@@ -269,7 +269,10 @@ def test_mediabox_origin_and_rotation(tmp_path, rotate):
     assert render(visible, 0, 144).shape[:2] == (shown_h * 2, shown_w * 2)
     # capitals: from the box top (ascent = cap height) to the baseline
     size = (box[3] - box[1]) / (ASCENT + DESCENT)
-    assert abs(x0 - box[0]) <= 6 and abs(x1 - box[2]) <= 6, (x0, x1)
+    # Helvetica is not embedded: the viewer draws its own stand-in (URW's Nimbus Sans
+    # where installed, with wider side bearings), so the ink may stop short of the box
+    # by a little; a turned or shifted layer would miss it by a whole word.
+    assert abs(x0 - box[0]) <= 6 and abs(x1 - box[2]) <= 16, (x0, x1)
     assert abs(y0 - box[1]) <= 3 and abs(y1 - (box[3] - DESCENT * size)) <= 3, (y0, y1)
 
 
