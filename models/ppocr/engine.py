@@ -73,7 +73,7 @@ def _check_precision(precision: str) -> None:
 # instead of 48 (0.63x the multiply-adds of a line), its crops scaled to 1.2x the width
 # that keeps their aspect so that narrow letters keep their CTC steps: 1.2 is the least
 # at which rendered held-out lines read as well as at 48 px (docs/speed.md). The
-# recognizer runs 1.4-1.6x faster; CER rises by 0.05-0.5 points (still below every peer's).
+# recognizer runs 1.4-1.6x faster; CER rises by 0.05-0.5 points (still below Tesseract's).
 VARIANTS: dict[str, dict[str, float | int]] = {"fast": {"height": 32, "width_scale": 1.2}}
 
 
