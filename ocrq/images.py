@@ -42,6 +42,22 @@ Image.init()
 ALLOWED_FORMATS = tuple(
     f for f in ("JPEG", "MPO", "PNG", "TIFF", "BMP", "GIF", "WEBP", "PPM") if f in Image.OPEN
 )
+# File names the producer walks for by default (and the fine-tuning harvest reads):
+# the formats above, and PDFs (ocrq.documents).
+PAGE_FILE_PATTERNS = (
+    "*.jpg",
+    "*.jpeg",
+    "*.png",
+    "*.tif",
+    "*.tiff",
+    "*.bmp",
+    "*.webp",
+    "*.gif",
+    "*.pbm",
+    "*.pgm",
+    "*.ppm",
+    "*.pdf",
+)
 _MULTI_PAGE = {"TIFF"}
 _ORIENTATION = 0x0112  # EXIF/TIFF tag 274
 

@@ -15,25 +15,13 @@ from ocrq.config import InputLimits
 from ocrq.documents import count_pages
 from ocrq.errors import BadImage
 from ocrq.hashing import sha256_file
+from ocrq.images import PAGE_FILE_PATTERNS
 from ocrq.inputs import display_path
 from ocrq.storage import encode_path
 from producer.submit import HashedFile
 from producer.walk import walk
 
-DEFAULT_PATTERNS = (
-    "*.jpg",
-    "*.jpeg",
-    "*.png",
-    "*.tif",
-    "*.tiff",
-    "*.bmp",
-    "*.webp",
-    "*.gif",
-    "*.pbm",
-    "*.pgm",
-    "*.ppm",
-    "*.pdf",
-)
+DEFAULT_PATTERNS = PAGE_FILE_PATTERNS
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,11 @@ from models.tooling.ppocr.finetune import FinetuneOptions, load_crop, train
 from models.tooling.ppocr.harvest import harvest, read_labels
 from ocrq.config import EngineOptions, InputLimits
 from ocrq.errors import ModelError
-from ocrq.images import iter_pages
+from ocrq.images import PAGE_FILE_PATTERNS, iter_pages
 
 HELD_OUT = 150  # lines of each kind kept out of training, scored before and after
 
-SCAN_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".pdf"}
+SCAN_SUFFIXES = {pattern.removeprefix("*") for pattern in PAGE_FILE_PATTERNS}
 
 
 def scan_pages(folder: Path, echo: Callable[[str], None]) -> Iterator[tuple[str, np.ndarray]]:
