@@ -33,9 +33,9 @@ from models.ppocr.recognizer import (
     WIDTH_STEP,
     RecognizerConfig,
     allowed_classes,
-    best_path,
     build_batch,
     charset_from_metadata,
+    ctc_greedy_decode,
     resized_width,
 )
 from models.tooling.ppocr.onnx_module import OnnxModule, free_height
@@ -204,9 +204,8 @@ def cer(
         for crop, text in samples:
             width = resized_width(crop.shape[0], crop.shape[1], cfg)
             probs = module(torch.from_numpy(build_batch([crop], [width], cfg))).numpy()
-            ((idx, _, _),) = best_path(probs, [math.ceil(width / WIDTH_STEP)])
-            read = "".join(charset[i] for i in idx)
-            dist, n = cer_counts(read, text)
+            (read,) = ctc_greedy_decode(probs, charset, [math.ceil(width / WIDTH_STEP)])
+            dist, n = cer_counts(read.text, text)
             errors, total = errors + dist, total + n
     module.train()
     return errors / max(total, 1)

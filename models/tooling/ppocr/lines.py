@@ -35,13 +35,12 @@ class RenderOptions:
 def find_fonts(dirs: Sequence[str] = FONT_DIRS) -> list[Path]:
     """Latin text fonts found under `dirs` (symbol, math and emoji fonts left out)."""
     skip = re.compile(r"(?i)math|symbol|dingbat|emoji|standardsymbols|d050000l|cursor|fontawesome")
-    fonts = [
+    return [
         p
         for d in dirs
         for p in sorted(Path(d).rglob("*"))
-        if p.suffix.lower() in (".ttf", ".otf", ".t1", ".pfb") and not skip.search(p.name)
+        if p.suffix.lower() in (".ttf", ".otf") and not skip.search(p.name)
     ]
-    return [p for p in fonts if p.suffix.lower() in (".ttf", ".otf")]
 
 
 def prose_lines(paths: Sequence[Path], min_len: int = 8, max_len: int = 90) -> list[str]:
