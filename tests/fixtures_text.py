@@ -5,6 +5,7 @@ Stable API used by several test modules:
     render_line(text, height=48, font="DejaVuSans.ttf") -> HxWx3 uint8 RGB
     render_page(lines, height=40, font="DejaVuSans.ttf", width=None) -> HxWx3 uint8 RGB
     render_runs([(text, small), ...]) -> (HxWx3 uint8 RGB, centre column of each char)
+    render_columns([[line, ...], ...], px, gutter) -> HxW uint8, bilevel (0 and 255 only)
 and page files with their ground truth, for tests that push files through the queue:
     write_pages(folder, count) -> {absolute path: truth}   (short pages, ~1 s of OCR)
     write_slow_pages(folder, count, lines=40) -> {absolute path: truth}   (long pages)
@@ -17,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 SAMPLE_LINES = [
     "The quick brown fox jumps over the lazy dog.",
@@ -84,6 +85,50 @@ def render_page(
         y = margin + spacing * height * i + height / 2
         draw.text((margin, y), text, font=f, fill=(0, 0, 0), anchor="lm")
     return np.asarray(image).copy()
+
+
+# Justified spaces stop at this many ems (type sizes); a line that would need more is
+# left short. Typeset text keeps them near a third of an em by hyphenating.
+MAX_SPACE = 0.5
+
+
+def render_columns(
+    columns: list[list[str]],
+    px: int,
+    gutter: int,
+    font: str | Path = "DejaVuSerif.ttf",
+    size: tuple[int, int] | None = None,
+    margin: int = 80,
+    leading: float = 1.25,
+    justify: bool = True,
+) -> np.ndarray:
+    """Columns of lines (justified: each but a column's last fills its width), `px`-pixel
+    type, `gutter` pixels between columns, as a scanner's bilevel mode gives them: slightly blurred, then one threshold. `size`
+    (h, w) defaults to what the text needs."""
+    face = load_font(str(font), px)
+    col_w = max((int(face.getlength(t)) for col in columns for t in col), default=0) + 1
+    step = round(px * leading)
+    needed = (
+        2 * margin + step * max(map(len, columns), default=0),
+        2 * margin + len(columns) * col_w + (len(columns) - 1) * gutter,
+    )
+    h, w = size or needed
+    image = Image.new("L", (w, h), 255)
+    draw = ImageDraw.Draw(image)
+    for c, col in enumerate(columns):
+        for i, text in enumerate(col):
+            x, y = margin + c * (col_w + gutter), margin + i * step
+            words = text.split()
+            if not justify or i == len(col) - 1 or len(words) < 2:
+                draw.text((x, y), text, font=face, fill=0)
+                continue
+            space = (col_w - sum(face.getlength(wd) for wd in words)) / (len(words) - 1)
+            space = min(space, MAX_SPACE * px)  # as a typesetter's hyphenation keeps them
+            for word in words:  # spread over the spaces so the line fills its column
+                draw.text((x, y), word, font=face, fill=0)
+                x += face.getlength(word) + space
+    blurred = np.asarray(image.filter(ImageFilter.GaussianBlur(0.8)))
+    return np.where(blurred > 140, 255, 0).astype(np.uint8)
 
 
 SMALL_CAPS_RATIO = 0.72  # small capitals drawn at this share of the capitals' size
