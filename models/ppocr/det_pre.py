@@ -52,6 +52,12 @@ class DetectorConfig:
     # tesseract_test (INT8 at 28, 29, 31: 1.13, 1.16, 1.15 and 0.92, 0.65, 0.97 %), while
     # receipts swing from one value to the next (3.22, 3.08, 3.18 %).
     text_height: float = 30.0
+    # On a bilevel scan the probe's boxes stand, with no fine pass, when the probe saw the
+    # page's median text box at least this high (probe pixels) and no box runs across a
+    # river of white (models/ppocr/bilevel.py); 0 = never. From rendered two-column pages
+    # (scripts/make_column_pages.py): a 1-em gutter stays open at the probe's scale from
+    # 17.9 px (14 pt on a letter page) and is bridged at 15.5 (12 pt).
+    bilevel_probe_height: float = 17.0
     # When the probe's text fills at most half of the image (scales.WORTH_CROPPING), the
     # second pass reads only a window around it, grown by this many median text heights
     # on every side (0 = always the whole image): a large background costs detector time

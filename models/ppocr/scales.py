@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from models.base import PageBuffer, Region
+from models.ppocr.bilevel import is_bilevel, probe_suffices
 from models.ppocr.det_pre import DetectorConfig, resize_ratio, target_size, vertical_pad
 from models.ppocr.detector import DetPredictor
 
@@ -126,12 +127,28 @@ def detect_two_pass(
         return detect_small(predictor, image, cfg, full)
     probe_cfg = replace(cfg, max_side=cfg.probe_side)
     coarse, page_means = predictor.detect_measuring(image, probe_cfg)
-    del image  # so that narrowing the page frees the rest of it
     fine_cfg = fine_config(h, w, coarse, cfg, full, probe_cfg)
-    if fine_cfg is None:
+    if fine_cfg is None or probe_stands(image, coarse, cfg, resize_ratio(h, w, probe_cfg)):
         return coarse
+    del image  # so that narrowing the page frees the rest of it
     fine = detect_window(predictor, page, coarse, fine_cfg, page_means, narrow)
     return with_missed(fine, coarse, (h, w), cfg.missed_coverage)
+
+
+def probe_stands(
+    image: np.ndarray, coarse: list[Region], cfg: DetectorConfig, ratio: float
+) -> bool:
+    """The probe's boxes (read at `ratio` of the page's size) are the page's lines: a
+    bilevel scan whose text the probe saw at least `cfg.bilevel_probe_height` high, with
+    no box across a river of white (`models.ppocr.bilevel`)."""
+    if cfg.bilevel_probe_height <= 0 or not coarse:
+        return False
+    median = float(np.median([_height(r) for r in coarse])) * ratio
+    return (
+        median >= cfg.bilevel_probe_height
+        and is_bilevel(image)
+        and probe_suffices(image, coarse, ratio)
+    )
 
 
 def detect_small(
