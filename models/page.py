@@ -10,6 +10,7 @@ import numpy as np
 
 from models.base import Engine, PageBuffer, Region, TextLine
 from models.crops import as_rgb, crop_quad
+from models.gutters import inked, split_at_gutters
 from models.layout import Layout, layout
 from models.orientation import detect_orientation, rotate_back, sideways_share, upright
 from models.words import page_words
@@ -62,7 +63,7 @@ def read_page_layout(engine: Engine, image: np.ndarray | PageBuffer) -> PageRead
         angle = _orientation(engine, page, regions)
         if angle:
             return _read_turned(engine, page, angle)
-    return _ordered(pairs, page.shape)
+    return _ordered(split_at_gutters(pairs), page.shape)
 
 
 # Orientation is judged on pages of at least this many text lines: a line image or a
@@ -125,7 +126,7 @@ def _turned_words(line: TextLine) -> TextLine:
 
 
 def _ordered(pairs: list[tuple[Region, TextLine]], shape: tuple[int, int]) -> PageReading:
-    found = layout([r for r, _ in pairs], shape)
+    found = layout([inked(r, t) for r, t in pairs], shape)
     order = list(found.order)
     reordered = [pairs[i] for i in order]
     return PageReading(reordered, _reindexed(found, order), 0)
