@@ -8,8 +8,16 @@ from dataclasses import replace
 import numpy as np
 
 from models.ppocr.engine import PPOCRConfig, load
-from models.ppocr.recognizer import WIDTH_STEP
-from models.ppocr.spacing import blank_run, drop_thin_spaces, needs_measuring
+from models.ppocr.recognizer import WIDTH_STEP, _with_spaces
+from models.ppocr.spacing import (
+    LOST_SPACE,
+    blank_run,
+    drop_thin_spaces,
+    line_ink,
+    lost_spaces,
+    may_have_lost_spaces,
+    needs_measuring,
+)
 from ocrq.config import EngineOptions
 from tests.fixtures_text import render_spaced
 
@@ -71,3 +79,26 @@ def test_recognizer_drops_the_thin_space_it_reads_unless_told_not_to(tmp_path):
     assert "identity ; and" in kept and "carts !" in kept, kept
     assert dropped == kept.replace(" ;", ";").replace(" !", "!"), (kept, dropped)
     assert "legs at rest" in dropped
+
+
+def _read_without_spaces(pieces):
+    """A rendered line's characters and steps as a recognizer that wrote no space at
+    all would give them, and the line's ink."""
+    image, text, centres = render_spaced(pieces)
+    kept = [(ch, int(c) // WIDTH_STEP) for ch, c in zip(text, centres, strict=True) if ch != " "]
+    tokens = [ch for ch, _ in kept]
+    return tokens, np.array([s for _, s in kept]), line_ink(image.mean(axis=2))
+
+
+def test_a_space_lost_over_a_gutter_is_put_back_and_word_spaces_are_not_invented():
+    # "be" at a column's end, a 1-em gutter (26 px type: 30 px), "comp." at the next
+    # column's start; before them two words 12 px apart (a wide justified space)
+    tokens, steps, ink = _read_without_spaces([("json", 12), ("be", 30), ("comp.", 0)])
+    assert may_have_lost_spaces(tokens, steps, LOST_SPACE * 48 / WIDTH_STEP)
+    after = lost_spaces(tokens, steps, ink, WIDTH_STEP, height=48)
+    assert after == [5]  # after "jsonbe": the gutter, not the word space
+    probs = np.linspace(0.5, 1.0, len(tokens))
+    spaced, spaced_steps, spaced_probs = _with_spaces(tokens, steps, probs, after)
+    assert "".join(spaced) == "jsonbe comp."
+    assert steps[5] <= spaced_steps[6] <= steps[6] and spaced_probs[6] == probs[5]
+    assert lost_spaces(tokens, steps, ink, WIDTH_STEP, height=96) == []  # half of 96: 48 px

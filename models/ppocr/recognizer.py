@@ -74,6 +74,9 @@ class RecognizerConfig:
     # Drop the thin spaces older print sets before ; : ! ? (models/ppocr/spacing.py),
     # measured against the line's word spaces; False writes every space read.
     thin_spaces: bool = True
+    # Put back the space the recognizer lost over a blank of at least half the input's
+    # height (a column gutter read across: models/ppocr/spacing.py); False: as read.
+    lost_spaces: bool = True
     # Word spans (`TextLine.words`) from the CTC steps, snapped to the crop's ink
     # (models/words.py): each word's box on the page for searchable PDFs, hOCR and ALTO.
     # False leaves them to `ocrq.results.words_of` (the line split by character count).
@@ -290,6 +293,17 @@ class PPOCRRecognizer:
                 keep = [k for k in range(len(tokens)) if k not in drop]
                 tokens, steps, probs = [tokens[k] for k in keep], steps[keep], probs[keep]
                 text = "".join(tokens)
+        least = spacing.LOST_SPACE * cfg.height / WIDTH_STEP
+        if cfg.lost_spaces and spacing.may_have_lost_spaces(tokens, steps, least):
+            gray = crop.mean(axis=0) if gray is None else gray
+            ink = spacing.line_ink(gray) if ink is None else ink
+            tokens, steps, probs = _with_spaces(
+                tokens,
+                steps,
+                probs,
+                spacing.lost_spaces(tokens, steps, ink, WIDTH_STEP, cfg.height),
+            )
+            text = "".join(tokens)
         # each character placed at its token's CTC step
         lengths = [len(t) for t in tokens]
         columns = np.repeat(steps * WIDTH_STEP, lengths)
@@ -313,3 +327,19 @@ class PPOCRRecognizer:
             scale=width / crop.shape[-1],
         )
         return TextLine(text, line_confidence, spans or None)
+
+
+def _with_spaces(
+    tokens: list[str], steps: np.ndarray, probs: np.ndarray, after: list[int]
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """A space token put after each index in `after`, at the step halfway to the next
+    token, as sure as the less sure of its two neighbours."""
+    if not after:
+        return tokens, steps, probs
+    at = [k + 1 for k in after]
+    mid = [(steps[k] + steps[k + 1]) // 2 for k in after]
+    sure = [min(probs[k], probs[k + 1]) for k in after]
+    out = list(tokens)
+    for k in reversed(at):
+        out.insert(k, " ")
+    return out, np.insert(steps, at, mid), np.insert(probs, at, sure)

@@ -1,4 +1,5 @@
-"""Thin spaces before ; : ! ? dropped, by measuring each gap in the line crop.
+"""Thin spaces before ; : ! ? dropped, and spaces the recognizer lost over a wide blank
+put back, by measuring each gap in the line crop.
 
 Older book print sets a thin space before ; : ! and ? ("identity ; and"), narrower than
 the line's word spaces. The recognizer reads any visible gap as a space, so it writes
@@ -12,6 +13,13 @@ column 8 s), against the median of the same measure over the line's other spaces
 under THIN_RATIO of that is a thin space and is dropped. Measured on the eval sets
 (INT8, 2026-11-30): the book pages' 23 such gaps at 0.50-0.88 of their lines' word
 spaces, the receipts' 22 at 0.92-2.18 (7 more, alone on their line, are kept).
+
+The other way round: the recognizer can read a wide blank between two characters as no
+space at all, most often a column gutter the detector read across ("thisimport" for
+"this" at a left column's end and "import" at the right one's start: a 1-em gap, on
+rendered two-column pages, `scripts/make_column_pages.py`). A blank of at least
+LOST_SPACE crop heights (about 0.7 em; a justified word space is at most ~0.5 em)
+between two characters gets a space (`lost_spaces`).
 """
 
 from __future__ import annotations
@@ -27,6 +35,10 @@ THIN_RATIO = 0.9
 # Rows whose ink counts: the crop's middle (48 rows), so a neighbouring line's descenders
 # or ascenders cut in at the edges do not close a gap.
 INK_ROWS = slice(8, 40)
+
+
+# A blank this many input heights wide between two characters is a space.
+LOST_SPACE = 0.5
 
 
 def needs_measuring(text: str) -> bool:
@@ -73,3 +85,30 @@ def drop_thin_spaces(
     drop = thin_spaces(tokens, steps, line_ink(gray), step_columns)
     keep = [k for k in range(len(tokens)) if k not in drop]
     return [tokens[k] for k in keep], steps[keep]
+
+
+def may_have_lost_spaces(tokens: Sequence[str], steps: np.ndarray, least_steps: float) -> bool:
+    """Whether two neighbouring characters lie at least `least_steps` CTC steps apart
+    (the only places `lost_spaces` may put a space)."""
+    return any(
+        steps[k + 1] - steps[k] >= least_steps
+        for k in range(len(tokens) - 1)
+        if tokens[k] != " " and tokens[k + 1] != " "
+    )
+
+
+def lost_spaces(
+    tokens: Sequence[str], steps: np.ndarray, ink: np.ndarray, step_columns: int, height: int
+) -> list[int]:
+    """Indices k of `tokens` (CTC emissions at `steps`) after which a space belongs: k and
+    k + 1 are not spaces, and `ink` (`line_ink`) is blank between them for at least
+    LOST_SPACE x `height` (the input's rows) columns."""
+    least = LOST_SPACE * height
+    return [
+        k
+        for k in range(len(tokens) - 1)
+        if tokens[k] != " "
+        and tokens[k + 1] != " "
+        and (steps[k + 1] - steps[k]) * step_columns >= least
+        and blank_run(ink, steps[k] * step_columns, (steps[k + 1] + 1) * step_columns) >= least
+    ]
