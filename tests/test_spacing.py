@@ -94,11 +94,12 @@ def test_a_space_lost_over_a_gutter_is_put_back_and_word_spaces_are_not_invented
     # "be" at a column's end, a 1-em gutter (26 px type: 30 px), "comp." at the next
     # column's start; before them two words 12 px apart (a wide justified space)
     tokens, steps, ink = _read_without_spaces([("json", 12), ("be", 30), ("comp.", 0)])
-    assert may_have_lost_spaces(tokens, steps, LOST_SPACE * 48 / WIDTH_STEP)
-    after = lost_spaces(tokens, steps, ink, WIDTH_STEP, height=48)
+    least = LOST_SPACE * 48  # input columns: a 48-px line at its own aspect
+    assert may_have_lost_spaces(tokens, steps, least / WIDTH_STEP)
+    after = lost_spaces(tokens, steps, ink, WIDTH_STEP, least)
     assert after == [5]  # after "jsonbe": the gutter, not the word space
     probs = np.linspace(0.5, 1.0, len(tokens))
     spaced, spaced_steps, spaced_probs = _with_spaces(tokens, steps, probs, after)
     assert "".join(spaced) == "jsonbe comp."
     assert steps[5] <= spaced_steps[6] <= steps[6] and spaced_probs[6] == probs[5]
-    assert lost_spaces(tokens, steps, ink, WIDTH_STEP, height=96) == []  # half of 96: 48 px
+    assert lost_spaces(tokens, steps, ink, WIDTH_STEP, 2 * least) == []  # a 96-px line

@@ -74,8 +74,8 @@ class RecognizerConfig:
     # Drop the thin spaces older print sets before ; : ! ? (models/ppocr/spacing.py),
     # measured against the line's word spaces; False writes every space read.
     thin_spaces: bool = True
-    # Put back the space the recognizer lost over a blank of at least half the input's
-    # height (a column gutter read across: models/ppocr/spacing.py); False: as read.
+    # Put back the space the recognizer lost over a blank of at least 0.6 line heights
+    # (a column gutter read across: models/ppocr/spacing.py); False: as read.
     lost_spaces: bool = True
     # Word spans (`TextLine.words`) from the CTC steps, snapped to the crop's ink
     # (models/words.py): each word's box on the page for searchable PDFs, hOCR and ALTO.
@@ -293,16 +293,12 @@ class PPOCRRecognizer:
                 keep = [k for k in range(len(tokens)) if k not in drop]
                 tokens, steps, probs = [tokens[k] for k in keep], steps[keep], probs[keep]
                 text = "".join(tokens)
-        least = spacing.LOST_SPACE * cfg.height / WIDTH_STEP
-        if cfg.lost_spaces and spacing.may_have_lost_spaces(tokens, steps, least):
+        least = spacing.LOST_SPACE * cfg.height * cfg.width_scale  # input columns
+        if cfg.lost_spaces and spacing.may_have_lost_spaces(tokens, steps, least / WIDTH_STEP):
             gray = crop.mean(axis=0) if gray is None else gray
             ink = spacing.line_ink(gray) if ink is None else ink
-            tokens, steps, probs = _with_spaces(
-                tokens,
-                steps,
-                probs,
-                spacing.lost_spaces(tokens, steps, ink, WIDTH_STEP, cfg.height),
-            )
+            after = spacing.lost_spaces(tokens, steps, ink, WIDTH_STEP, least)
+            tokens, steps, probs = _with_spaces(tokens, steps, probs, after)
             text = "".join(tokens)
         # each character placed at its token's CTC step
         lengths = [len(t) for t in tokens]

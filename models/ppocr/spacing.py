@@ -18,7 +18,7 @@ The other way round: the recognizer can read a wide blank between two characters
 space at all, most often a column gutter the detector read across ("thisimport" for
 "this" at a left column's end and "import" at the right one's start: a 1-em gap, on
 rendered two-column pages, `scripts/make_column_pages.py`). A blank of at least
-LOST_SPACE crop heights (about 0.7 em; a justified word space is at most ~0.5 em)
+LOST_SPACE crop heights (about 0.8 em; a justified word space is at most ~0.5 em)
 between two characters gets a space (`lost_spaces`).
 """
 
@@ -37,8 +37,9 @@ THIN_RATIO = 0.9
 INK_ROWS = slice(8, 40)
 
 
-# A blank this many input heights wide between two characters is a space.
-LOST_SPACE = 0.5
+# A blank this many line heights wide between two characters is a space (at the crop's
+# own aspect: the input's columns are `width_scale` as wide).
+LOST_SPACE = 0.6
 
 
 def needs_measuring(text: str) -> bool:
@@ -98,12 +99,11 @@ def may_have_lost_spaces(tokens: Sequence[str], steps: np.ndarray, least_steps: 
 
 
 def lost_spaces(
-    tokens: Sequence[str], steps: np.ndarray, ink: np.ndarray, step_columns: int, height: int
+    tokens: Sequence[str], steps: np.ndarray, ink: np.ndarray, step_columns: int, least: float
 ) -> list[int]:
     """Indices k of `tokens` (CTC emissions at `steps`) after which a space belongs: k and
     k + 1 are not spaces, and `ink` (`line_ink`) is blank between them for at least
-    LOST_SPACE x `height` (the input's rows) columns."""
-    least = LOST_SPACE * height
+    `least` columns (LOST_SPACE x the input's height x its width scale)."""
     return [
         k
         for k in range(len(tokens) - 1)
