@@ -35,6 +35,7 @@ SUPPORT = 2  # lines of print that must show the gutter too
 BLOCKED = 4  # ... of which at most one in this many may have a word there
 BODY = 1.3  # lines this much taller than the page's median line are headings: never cut
 MARGIN = 0.1  # line heights of blank kept beside the words on each side of a cut
+INKED_SHARE = 0.5  # a box narrowed to its words keeps at least this share of its width
 STRIP = 0.2  # line heights: the width of blank the lines nearby must leave in the space
 
 
@@ -145,7 +146,9 @@ def _cut(region: Region, line: TextLine, afters: list[int]) -> list[tuple[Region
 
 def inked(region: Region, line: TextLine) -> Region:
     """`region` narrowed to its words (and `MARGIN` line heights beside them): the
-    detector pads its boxes, and a gutter measured between padded boxes can close."""
+    detector pads its boxes, and a gutter measured between padded boxes can close. A box
+    whose words span less than `INKED_SHARE` of it stays as it is: a speck's box with
+    a character placed at its edge would move onto its neighbour's ink."""
     spans = line.words
     if not spans:
         return region
@@ -153,9 +156,10 @@ def inked(region: Region, line: TextLine) -> Region:
     if turned:
         return region
     pad = MARGIN * height
-    return _part(
-        region, matrix, max(0.0, spans[0][1] - pad), min(width, spans[-1][2] + pad), height
-    )
+    c0, c1 = max(0.0, spans[0][1] - pad), min(width, spans[-1][2] + pad)
+    if c1 - c0 < INKED_SHARE * width:  # words placed in a sliver of it: keep the box
+        return region
+    return _part(region, matrix, c0, c1, height)
 
 
 def _part(region: Region, matrix: np.ndarray, c0: float, c1: float, height: float) -> Region:

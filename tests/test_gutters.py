@@ -93,6 +93,8 @@ def test_inked_narrows_a_box_to_its_words():
     assert (y0, y1) == (100, 140)
     bare = TextLine("one two", 0.9, None)
     assert inked(region, bare) is region  # words not placed: as detected
+    speck, one = _line(100, [("1", 300, 303)], pad=25)  # a character at a speck box's edge
+    assert inked(speck, one) is speck
 
 
 @pytest.fixture(scope="module")
