@@ -10,6 +10,9 @@ own scale); otherwise detect at full size as before. When the probe's text fills
 half of the image (a receipt scanned on a large background), the second pass reads only
 a window around it, at the scale it would have read the whole image at. A line-like
 probe box that the fine pass left uncovered is read too: a line the fine pass lost whole.
+On a bilevel scan with print the probe saw large enough, and no probe box across a
+gutter, the probe's boxes stand and the fine pass is skipped (`probe_stands`,
+`models/ppocr/bilevel.py`).
 
 `TwoPassDetector` is the engine's `Detector`: this policy around a `DetPredictor`, which
 runs each pass.
