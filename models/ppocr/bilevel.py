@@ -12,9 +12,9 @@ bridged below it; one of 0.5 em is bridged at every size tried (8-16 pt).
 So `probe_suffices` keeps the probe's boxes on such a page only when no box holds a
 wide blank run of columns that stays blank for a few line heights above or below it,
 with text on both sides: a river of white through the page, which a justified line's
-wide word space is not (the lines around it have ink there). A heading's word space with white around it
-counts as a river too: that page gets the fine pass as before, which costs time, not
-accuracy.
+wide word space is not (the lines around it have ink there). A heading's word space
+with white around it counts as a river too: that page gets the fine pass as before,
+which costs time, not accuracy.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from models.base import Region
 # TIFF or PNG; a JPEG of a bilevel scan has grey ringing around every stroke: 1.6-2.6 %).
 GREY_SHARE = 0.001
 # A blank run of columns inside a box at least this many box heights wide may be a gutter
-# (a word space is 0.2-0.3 box heights; 8071's gutter, read across by the probe, 0.5).
+# (a word space is 0.2-0.3 box heights, a justified one up to ~0.4; a 0.7-em gutter,
+# which the probe reads across at every size, ~0.5).
 GAP = 0.4
 # ... and is one when its middle third stays blank for this many box heights above or
 # below the box, with ink left and right of it on at least FLANKED of those rows: lines
