@@ -13,9 +13,9 @@ from models.ppocr.spacing import (
     LOST_SPACE,
     blank_run,
     drop_thin_spaces,
+    far_apart,
     line_ink,
     lost_spaces,
-    may_have_lost_spaces,
     needs_measuring,
 )
 from ocrq.config import EngineOptions
@@ -95,11 +95,13 @@ def test_a_space_lost_over_a_gutter_is_put_back_and_word_spaces_are_not_invented
     # column's start; before them two words 12 px apart (a wide justified space)
     tokens, steps, ink = _read_without_spaces([("json", 12), ("be", 30), ("comp.", 0)])
     least = LOST_SPACE * 48  # input columns: a 48-px line at its own aspect
-    assert may_have_lost_spaces(tokens, steps, least / WIDTH_STEP)
-    after = lost_spaces(tokens, steps, ink, WIDTH_STEP, least)
+    far = far_apart(tokens, steps, least / WIDTH_STEP)
+    assert far
+    after = lost_spaces(far, steps, ink, WIDTH_STEP, least)
     assert after == [5]  # after "jsonbe": the gutter, not the word space
     probs = np.linspace(0.5, 1.0, len(tokens))
     spaced, spaced_steps, spaced_probs = _with_spaces(tokens, steps, probs, after)
     assert "".join(spaced) == "jsonbe comp."
     assert steps[5] <= spaced_steps[6] <= steps[6] and spaced_probs[6] == probs[5]
-    assert lost_spaces(tokens, steps, ink, WIDTH_STEP, 2 * least) == []  # a 96-px line
+    wider = far_apart(tokens, steps, 2 * least / WIDTH_STEP)
+    assert lost_spaces(wider, steps, ink, WIDTH_STEP, 2 * least) == []  # a 96-px line

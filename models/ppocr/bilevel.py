@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from models.base import Region
+from models.words import ink_runs
 
 # A page is bilevel when at most this share of its pixels is neither 0 nor 255 (a 1-bit
 # TIFF or PNG; a JPEG of a bilevel scan has grey ringing around every stroke: 1.6-2.6 %).
@@ -97,9 +98,6 @@ def _river_in(span: np.ndarray, lo: int, hi: int, reach: int) -> bool:
 
 def _blank_runs(columns: np.ndarray, least: float) -> list[tuple[int, int]]:
     """(start, end) of the runs of False in `columns` at least `least` long, between ink."""
-    inked = np.flatnonzero(columns)
-    if inked.size < 2:
-        return []
-    steps = np.diff(inked)
-    at = np.flatnonzero(steps - 1 >= least)
-    return [(int(inked[i]) + 1, int(inked[i + 1])) for i in at]
+    starts, stops = ink_runs(~columns)
+    inner = (starts > 0) & (stops < len(columns)) & (stops - starts >= least)
+    return [(int(a), int(b)) for a, b in zip(starts[inner], stops[inner], strict=True)]

@@ -294,10 +294,11 @@ class PPOCRRecognizer:
                 tokens, steps, probs = [tokens[k] for k in keep], steps[keep], probs[keep]
                 text = "".join(tokens)
         least = spacing.LOST_SPACE * cfg.height * cfg.width_scale  # input columns
-        if cfg.lost_spaces and spacing.may_have_lost_spaces(tokens, steps, least / WIDTH_STEP):
+        far = spacing.far_apart(tokens, steps, least / WIDTH_STEP) if cfg.lost_spaces else []
+        if far:
             gray = crop.mean(axis=0) if gray is None else gray
             ink = spacing.line_ink(gray) if ink is None else ink
-            after = spacing.lost_spaces(tokens, steps, ink, WIDTH_STEP, least)
+            after = spacing.lost_spaces(far, steps, ink, WIDTH_STEP, least)
             tokens, steps, probs = _with_spaces(tokens, steps, probs, after)
             text = "".join(tokens)
         # each character placed at its token's CTC step

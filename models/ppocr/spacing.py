@@ -88,27 +88,24 @@ def drop_thin_spaces(
     return [tokens[k] for k in keep], steps[keep]
 
 
-def may_have_lost_spaces(tokens: Sequence[str], steps: np.ndarray, least_steps: float) -> bool:
-    """Whether two neighbouring characters lie at least `least_steps` CTC steps apart
-    (the only places `lost_spaces` may put a space)."""
-    return any(
-        steps[k + 1] - steps[k] >= least_steps
-        for k in range(len(tokens) - 1)
-        if tokens[k] != " " and tokens[k + 1] != " "
-    )
-
-
-def lost_spaces(
-    tokens: Sequence[str], steps: np.ndarray, ink: np.ndarray, step_columns: int, least: float
-) -> list[int]:
-    """Indices k of `tokens` (CTC emissions at `steps`) after which a space belongs: k and
-    k + 1 are not spaces, and `ink` (`line_ink`) is blank between them for at least
-    `least` columns (LOST_SPACE x the input's height x its width scale)."""
+def far_apart(tokens: Sequence[str], steps: np.ndarray, least_steps: float) -> list[int]:
+    """Indices k of `tokens` (CTC emissions at `steps`) where k and k + 1 are not spaces
+    and lie at least `least_steps` steps apart: the only places a space may be lost."""
     return [
         k
         for k in range(len(tokens) - 1)
-        if tokens[k] != " "
-        and tokens[k + 1] != " "
-        and (steps[k + 1] - steps[k]) * step_columns >= least
-        and blank_run(ink, steps[k] * step_columns, (steps[k + 1] + 1) * step_columns) >= least
+        if tokens[k] != " " and tokens[k + 1] != " " and steps[k + 1] - steps[k] >= least_steps
+    ]
+
+
+def lost_spaces(
+    far: Sequence[int], steps: np.ndarray, ink: np.ndarray, step_columns: int, least: float
+) -> list[int]:
+    """Those of `far` (`far_apart`, at least `least` columns apart) after which a space
+    belongs: `ink` (`line_ink`) blank between the two characters for at least `least`
+    columns (LOST_SPACE x the input's height x its width scale)."""
+    return [
+        k
+        for k in far
+        if blank_run(ink, steps[k] * step_columns, (steps[k + 1] + 1) * step_columns) >= least
     ]
