@@ -65,6 +65,26 @@ def test_int8_generated_with_manifest_then_reused(tmp_path, caplog):
     assert (fp32.argmax(1) == int8.argmax(1)).all()
 
 
+def test_same_named_graphs_from_two_folders_keep_their_own_int8_files(tmp_path, caplog):
+    import onnx
+
+    model = onnx.load(str(resources.model_path(resources.CLS_FILE)))
+    sources = []
+    for folder in ("a", "b"):  # two different files (other bytes), one file name
+        model.doc_string = f"exported into {folder}"
+        (tmp_path / folder).mkdir()
+        onnx.save(model, str(tmp_path / folder / "cls.onnx"))
+        sources.append(tmp_path / folder / "cls.onnx")
+    models_dir = tmp_path / "models"
+    first, second = (ensure_int8("cls", s, models_dir, RECIPE) for s in sources)
+    assert first != second and first.is_file() and second.is_file()
+    mtime = first.stat().st_mtime_ns
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="models.ppocr.quantize"):
+        assert ensure_int8("cls", sources[0], models_dir, RECIPE) == first
+    assert "building" not in caplog.text and first.stat().st_mtime_ns == mtime  # not rebuilt
+
+
 def test_depthwise_convs_stay_fp32_when_the_recipe_says(tmp_path):
     import onnx
 

@@ -206,10 +206,13 @@ def ensure_int8(kind: str, source: Path, models_dir: Path, recipe: dict | None =
     if "reduce_range" not in recipe:  # by this CPU; a cache built elsewhere is rebuilt
         recipe = {**recipe, "reduce_range": int8_needs_reduce_range()}
     out_dir = int8_dir(models_dir)
-    output = out_dir / f"{source.stem}.int8.onnx"
+    source_sha = resources.sha256_file(source)
+    # The source's hash in the name: two custom graphs both called rec.onnx (say, from two
+    # folders) would otherwise take turns rebuilding one cache file at every worker start.
+    output = out_dir / f"{source.stem}-{source_sha[:12]}.int8.onnx"
     wanted = {
         "source": source.name,
-        "source_sha256": resources.sha256_file(source),
+        "source_sha256": source_sha,
         "version": QUANT_VERSION,
         **recipe,
     }
@@ -217,7 +220,7 @@ def ensure_int8(kind: str, source: Path, models_dir: Path, recipe: dict | None =
         return output
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        lock = open(out_dir / f"{source.stem}.lock", "w")  # noqa: SIM115 - held until return
+        lock = open(output.with_suffix(".lock"), "w")  # noqa: SIM115 - held until return
     except OSError as exc:
         raise ModelError(f"cannot write INT8 model into {out_dir}: {exc}") from exc
     with lock:
