@@ -67,8 +67,16 @@ def _open_output(path: Path | None):
 def _infer_format(fmt: str | None, output: Path | None) -> str:
     if fmt:
         return fmt
-    suffix = output.suffix.lower().lstrip(".") if output else ""
-    return suffix if suffix in FORMATS else "jsonl"
+    suffix = output.suffix.lower() if output else ""
+    per_document = {ext: name for name, ext in DOCUMENT_FORMATS.items()}
+    if suffix in per_document and suffix.lstrip(".") not in FORMATS:
+        # `-o scan.pdf` used to get JSON lines in a file named .pdf
+        name = per_document[suffix]
+        raise UsageError(
+            f"-o {output}: {name} output is one file per document, written into a folder: "
+            f"-o {output.with_suffix('')}/ --format {name}"
+        )
+    return suffix.lstrip(".") if suffix.lstrip(".") in FORMATS else "jsonl"
 
 
 # ---- commands ----------------------------------------------------------------------
@@ -150,6 +158,8 @@ def run(
     # onnxruntime, OpenCV), which only this command needs.
     from worker.local import LocalPool
 
+    if output is not None:
+        export = replace(export, fmt=_infer_format(export.fmt, output))  # before any OCR
     store = Store(settings.db_url)
     found = collect(walk, replace(settings.limits, input_roots=()))
     plan, batch_id, to_send = _plan_and_record(store, settings, found, walk)

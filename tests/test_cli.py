@@ -154,3 +154,20 @@ def test_run_with_a_missing_model_fails_fast_with_the_reason(tmp_path):
     )
     assert result.exit_code == 5, result.output
     assert "worker could not start" in result.output and "no-such-model" in result.output
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt"), [("out.pdf", "pdf"), ("out.txt", "txt"), ("o.xml", "alto")]
+)
+def test_a_per_document_extension_on_one_output_file_is_refused_before_any_ocr(tmp_path, name, fmt):
+    write_pages(tmp_path / "in", 1)
+    db = tmp_path / "r.db"
+    for args in (["run", str(tmp_path / "in")], ["export"]):
+        result = CliRunner().invoke(
+            cli, [*args, "--db", f"sqlite:///{db}", "-o", str(tmp_path / name)]
+        )
+        assert result.exit_code == 2, result.output
+        assert f"--format {fmt}" in result.output and "one file per document" in result.output
+        assert not (tmp_path / name).exists()  # no JSON lines written under a .pdf name
+        if args[0] == "run":
+            assert not db.exists()  # refused before the run opened the results or read a page
