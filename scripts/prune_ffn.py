@@ -46,7 +46,11 @@ from models.ppocr.recognizer import (  # noqa: E402
     build_batch,
     resized_width,
 )
-from models.tooling.ppocr.finetune import distill_loss, narrowed_model  # noqa: E402
+from models.tooling.ppocr.finetune import (  # noqa: E402
+    distill_loss,
+    narrowed_model,
+    optimizer_step,
+)
 from models.tooling.ppocr.onnx_module import OnnxModule  # noqa: E402
 
 ELEMENTWISE = {"Add", "Mul", "Div", "Erf", "Identity", "Sub", "Sigmoid", "Relu", "Pow", "Tanh"}
@@ -243,12 +247,7 @@ def distill(student, teacher, pool, minutes: float, lr: float = 1e-4) -> None:
             )
         with torch.no_grad():
             target = teacher(x)
-        loss = distill_loss(student(x), target, steps)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 5.0)
-        opt.step()
-        losses.append(float(loss.detach()))
+        losses.append(optimizer_step(opt, params, distill_loss(student(x), target, steps)))
         step += 1
         if step % 50 == 0:
             print(f"step {step} {elapsed / 60:.1f} min KL {np.mean(losses[-50:]):.4f}", flush=True)

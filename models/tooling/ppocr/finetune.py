@@ -194,6 +194,15 @@ def distill_loss(student: torch.Tensor, teacher: torch.Tensor, steps: torch.Tens
     return kl[mask].mean()
 
 
+def optimizer_step(opt: torch.optim.Optimizer, params: list, loss: torch.Tensor) -> float:
+    """One update, gradients clipped to norm 5 (batches of a few dozen lines are noisy)."""
+    opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 5.0)
+    opt.step()
+    return float(loss.detach())
+
+
 def cer(
     module: OnnxModule, samples: Sequence[Sample], charset: Sequence[str], cfg: RecognizerConfig
 ) -> float:
@@ -258,11 +267,7 @@ def train(
             x, targets, steps, lengths = batch
             logp = F.log_softmax(module(x), dim=-1).permute(1, 0, 2)  # T, N, C
             loss = F.ctc_loss(logp, targets, steps, lengths, blank=0, zero_infinity=True)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 5.0)
-        opt.step()
-        losses.append(float(loss.detach()))
+        losses.append(optimizer_step(opt, params, loss))
         step += 1
         if step % 50 == 0:
             log(f"step {step} {elapsed / 60:.1f} min loss {np.mean(losses[-50:]):.3f}")
