@@ -69,14 +69,13 @@ def _infer_format(fmt: str | None, output: Path | None) -> str:
         return fmt
     suffix = output.suffix.lower() if output else ""
     per_document = {ext: name for name, ext in DOCUMENT_FORMATS.items()}
-    if suffix in per_document and suffix.lstrip(".") not in FORMATS:
-        # `-o scan.pdf` used to get JSON lines in a file named .pdf
+    if suffix in per_document:  # `-o scan.pdf` used to get JSON lines under a .pdf name
         name = per_document[suffix]
         raise UsageError(
             f"-o {output}: {name} output is one file per document, written into a folder: "
             f"-o {output.with_suffix('')}/ --format {name}"
         )
-    return suffix.lstrip(".") if suffix.lstrip(".") in FORMATS else "jsonl"
+    return suffix[1:] if suffix[1:] in FORMATS else "jsonl"
 
 
 # ---- commands ----------------------------------------------------------------------
