@@ -92,12 +92,12 @@ def _gutters_after(line: _Line, lines: Sequence[_Line | None], body: float) -> l
         and other.bottom > line.top - reach
         and other.top < line.bottom + reach
     ]
+    half = STRIP * line.height / 2
     cuts = []
     for i in range(len(words) - 1):
         a, b = words[i][1], words[i + 1][0]
         if b - a < GAP * line.height:
             continue
-        half = STRIP * line.height / 2
         strips = np.arange(a + half, b - half + 1e-6, half / 2) if b - a > 2 * half else [a]
         if any(_supported(near, x - half, x + half, words[0][0], words[-1][1]) for x in strips):
             cuts.append(i)
